@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""chargery: read a Chargery BMS8T/16T/24T on its RS-232 port and publish it to MQTT.
+
+python3 chargery.py --demo          a simulated BMS, printed (no hardware, no broker)
+python3 chargery.py                 the daemon, with the settings below
+python3 chargery.py --help          every flag
+python3 chargery.py decode|record|doctor --help
+"""
+
+# ---------------------------------------------------------------------------------------
+# Settings. Edit them here, or set CHARGERY_<NAME> in the environment (for systemd's
+# EnvironmentFile=), or pass a flag (--port, --mqtt-host, ...). A flag wins over the
+# environment, which wins over this block.
+# ---------------------------------------------------------------------------------------
+PORT = "/dev/ttyUSB0"  # serial device, or a pyserial URL: socket://host:port, rfc2217://...
+BAUD = 115200
+
+MQTT_HOST = "127.0.0.1"
+MQTT_PORT = 1883
+MQTT_USERNAME = ""
+MQTT_PASSWORD = ""  # better: CHARGERY_MQTT_PASSWORD, MQTT_PASSWORD_FILE or a systemd credential
+MQTT_PASSWORD_FILE = ""
+MQTT_TLS = False
+MQTT_CA_FILE = ""  # empty: the system's CA certificates
+MQTT_CLIENT_ID = ""  # empty: chargery-<device id>
+
+TOPIC_PREFIX = "chargerybms"
+CELLS = 0  # cells really in series; 0: every slot the BMS sends
+PUBLISH_CELLS = False  # cellvolt1..N and cellimped1..N topics
+STALE_AFTER = 10  # seconds without a valid frame before <prefix>/link goes offline
+
+HA_DISCOVERY = True  # Home Assistant MQTT discovery
+DEVICE_NAME = "Chargery BMS"
+# ---------------------------------------------------------------------------------------
+
+import os  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from chargerybms.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], constants=globals()))

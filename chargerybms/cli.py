@@ -1,0 +1,112 @@
+"""Command line: the daemon (default), ``decode``, ``record`` and ``doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import __version__
+from .config import EXIT_CONFIG, ConfigError, Settings, add_flags, load
+
+DESCRIPTION = "Chargery BMS8T/16T/24T to MQTT, with Home Assistant discovery."
+EPILOG = """commands:
+  (none)            run the daemon
+  decode [--hex] [FILE|-]   decode a capture offline to JSON Lines
+  record FILE       save the raw serial stream for a bug report
+  doctor            listen a few seconds and say what is on the wire
+
+Every setting can also be given as an environment variable CHARGERY_<NAME>
+(e.g. CHARGERY_MQTT_HOST) or edited at the top of chargery.py; a flag wins
+over the environment, which wins over chargery.py. The MQTT password is never
+a flag: use CHARGERY_MQTT_PASSWORD, --mqtt-password-file or a systemd credential.
+"""
+
+
+def _daemon_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chargery.py",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"chargery {__version__}")
+    add_flags(parser)
+    return parser
+
+
+def _settings(
+    parser: argparse.ArgumentParser, argv: Sequence[str], constants: Mapping[str, Any] | None
+) -> tuple[argparse.Namespace, Settings]:
+    args = parser.parse_args(argv)
+    return args, load(vars(args), constants)
+
+
+def _config_error(prog: str, exc: ConfigError) -> int:
+    print(f"{prog}: configuration error: {exc}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def cmd_decode(argv: Sequence[str], _constants: Mapping[str, Any] | None) -> int:
+    from .offline import run_decode
+
+    parser = argparse.ArgumentParser(
+        prog="chargery.py decode",
+        description="Decode a capture offline: JSON Lines on stdout (one object per frame, with its byte "
+        "offset), a summary on stderr.",
+    )
+    parser.add_argument("--hex", action="store_true", help="the input is hex text, not raw bytes")
+    parser.add_argument("file", nargs="?", default="-", help="capture file, or - for stdin (default)")
+    args = parser.parse_args(argv)
+    return run_decode(args.file, args.hex)
+
+
+def cmd_record(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
+    from .recording import run_record
+
+    parser = argparse.ArgumentParser(
+        prog="chargery.py record",
+        description="Save the raw serial stream to FILE (for a bug report) until Ctrl-C or --seconds.",
+    )
+    parser.add_argument("file", help="where to write the raw bytes")
+    parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    add_flags(parser, ("port", "baud", "debug", "demo", "demo_model", "demo_firmware", "demo_speed"))
+    try:
+        args, settings = _settings(parser, argv, constants)
+    except ConfigError as exc:
+        return _config_error("chargery.py record", exc)
+    return run_record(settings, args.file, args.seconds)
+
+
+def cmd_doctor(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
+    from .doctor import run_doctor
+
+    parser = argparse.ArgumentParser(
+        prog="chargery.py doctor",
+        description="Listen to the serial port for a few seconds and say in plain words what is on the wire. "
+        "Exit status 0 only for a healthy stream.",
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="how long to listen (default: 5)")
+    add_flags(parser, ("port", "baud", "debug", "cells"))
+    try:
+        args, settings = _settings(parser, argv, constants)
+    except ConfigError as exc:
+        return _config_error("chargery.py doctor", exc)
+    return run_doctor(settings, args.seconds)
+
+
+COMMANDS = {"decode": cmd_decode, "record": cmd_record, "doctor": cmd_doctor}
+
+
+def main(argv: Sequence[str] | None = None, constants: Mapping[str, Any] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in COMMANDS:
+        return COMMANDS[args[0]](args[1:], constants)
+    try:
+        _, settings = _settings(_daemon_parser(), args, constants)
+    except ConfigError as exc:
+        return _config_error("chargery.py", exc)
+    from .daemon import run
+
+    return run(settings)
