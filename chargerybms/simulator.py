@@ -180,7 +180,7 @@ class SimulatedPort:
         self._start = time.monotonic()
         self._closed = False
 
-    def read(self, size: int = 1) -> bytes:  # noqa: ARG002 - mirrors serial.Serial.read
+    def read(self, size: int = 1) -> bytes:
         if self._closed:
             return b""
         if not self._pending:

@@ -1,0 +1,205 @@
+"""Home Assistant MQTT discovery: one device per BMS, one entity per value in ``state``.
+
+Device-based discovery (``<ha_prefix>/device/<id>/config``, retained): the device, origin,
+availability and ``state_topic`` are given once, every entity reads its value from the
+``state`` JSON document. Unique ids come from the configured device id only, so renaming
+the device changes names, never identities, and two BMS never collide.
+
+Pure apart from remembering what was announced before (for removing entities the daemon
+no longer publishes, e.g. after lowering ``--cells``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from . import __version__
+from .config import Settings
+from .state import BatteryState
+from .topics import LINK, OFFLINE, ONLINE, STATE, STATUS
+
+MODES: Final = ["discharge", "charge", "storage", "unknown"]
+DIAGNOSTIC: Final = "diagnostic"
+
+
+@dataclass(frozen=True)
+class Entity:
+    key: str  # component id within the device, and the last part of its unique id
+    name: str  # without the device name: Home Assistant puts that in front
+    template: str  # value_template
+    platform: str = "sensor"
+    device_class: str | None = None
+    unit: str | None = None
+    state_class: str | None = None
+    category: str | None = None  # entity_category
+    enabled: bool = True  # enabled_by_default
+    icon: str | None = None
+    precision: int | None = None  # suggested_display_precision
+    options: tuple[str, ...] | None = None  # enum sensors
+    link_diagnostic: bool = False  # available while the daemon runs, even with the BMS silent
+    expires: bool = True
+
+
+def _value(field: str) -> str:
+    # A null (a value this BMS does not send) renders as None, which Home Assistant shows
+    # as unknown rather than 0.
+    return f"{{{{ value_json.{field} }}}}"
+
+
+def _flag(field: str) -> str:
+    return f"{{{{ 'None' if value_json.{field} is none else ('ON' if value_json.{field} else 'OFF') }}}}"
+
+
+def _item(field: str, index: int) -> str:
+    return (
+        f"{{{{ value_json.{field}[{index}] if value_json.{field} is not none "
+        f"and value_json.{field}|length > {index} else None }}}}"
+    )
+
+
+V, A, W, PCT, C, MOHM = "V", "A", "W", "%", "°C", "mΩ"
+M, TI = "measurement", "total_increasing"
+
+BASE_ENTITIES: Final = (
+    Entity("pack_voltage", "Pack voltage", _value("pack_voltage"), device_class="voltage", unit=V, state_class=M, precision=2),
+    Entity("current", "Current", _value("current"), device_class="current", unit=A, state_class=M, precision=1),
+    Entity("power", "Power", _value("power"), device_class="power", unit=W, state_class=M, precision=0),
+    Entity("charge_power", "Charge power", _value("charge_power"), device_class="power", unit=W, state_class=M, precision=0),
+    Entity("discharge_power", "Discharge power", _value("discharge_power"), device_class="power", unit=W, state_class=M, precision=0),
+    Entity("soc", "State of charge", _value("soc"), device_class="battery", unit=PCT, state_class=M),
+    Entity("temperature_1", "Temperature 1", _value("temperature_1"), device_class="temperature", unit=C, state_class=M, precision=1),
+    Entity("temperature_2", "Temperature 2", _value("temperature_2"), device_class="temperature", unit=C, state_class=M, precision=1),
+    Entity("mode", "Mode", _value("mode"), device_class="enum", options=tuple(MODES), icon="mdi:battery-sync"),
+    Entity("energy_charged", "Energy charged", _value("energy_charged"), device_class="energy", unit="kWh", state_class=TI, precision=2),
+    Entity("energy_discharged", "Energy discharged", _value("energy_discharged"), device_class="energy", unit="kWh", state_class=TI, precision=2),
+    Entity("energy_wh", "Stored energy (as reported)", _value("energy_wh"), device_class="energy_storage", unit="Wh", state_class=M, precision=0),
+    Entity("capacity_ah", "Charge (as reported)", _value("capacity_ah"), unit="Ah", state_class=M, precision=1, icon="mdi:battery-charging-high"),
+    Entity("cell_min", "Lowest cell voltage", _value("cell_min"), device_class="voltage", unit=V, state_class=M, precision=3),
+    Entity("cell_max", "Highest cell voltage", _value("cell_max"), device_class="voltage", unit=V, state_class=M, precision=3),
+    Entity("cell_delta", "Cell voltage difference", _value("cell_delta"), device_class="voltage", unit=V, state_class=M, precision=3),
+    Entity("cell_min_index", "Lowest cell", _value("cell_min_index"), icon="mdi:numeric"),
+    Entity("cell_max_index", "Highest cell", _value("cell_max_index"), icon="mdi:numeric"),
+    Entity("charge_protection", "Charge protection", _flag("charge_protection"), platform="binary_sensor", device_class="problem"),
+    Entity("discharge_protection", "Discharge protection", _flag("discharge_protection"), platform="binary_sensor", device_class="problem"),
+    Entity("charge_end_voltage", "Charge end voltage", _value("charge_end_voltage"), device_class="voltage", unit=V, state_class=M, category=DIAGNOSTIC, precision=3),
+    Entity("discharge_end_voltage", "Discharge end voltage", _value("discharge_end_voltage"), device_class="voltage", unit=V, state_class=M, category=DIAGNOSTIC, precision=3),
+    Entity("impedance_total", "Total cell impedance", _value("impedance_total"), unit=MOHM, state_class=M, category=DIAGNOSTIC, precision=1, icon="mdi:omega"),
+    Entity("frames_per_second", "Frames per second", _value("frames_per_second"), unit="frames/s", state_class=M, category=DIAGNOSTIC, link_diagnostic=True, expires=False, icon="mdi:speedometer"),
+    Entity("checksum_failures", "Corrupted frames", _value("checksum_failures"), state_class=TI, category=DIAGNOSTIC, link_diagnostic=True, expires=False, icon="mdi:alert-circle-outline"),
+    Entity("last_frame", "Last frame", _value("last_frame"), device_class="timestamp", category=DIAGNOSTIC, link_diagnostic=True, expires=False),
+)  # fmt: skip
+
+
+def cell_entities(count: int) -> list[Entity]:
+    """Per-cell voltages and impedances: diagnostic, disabled by default."""
+    out = []
+    for i in range(count):
+        n = i + 1
+        out.append(
+            Entity(f"cell_{n}_voltage", f"Cell {n} voltage", _item("cell_voltages", i), device_class="voltage",
+                   unit=V, state_class=M, category=DIAGNOSTIC, enabled=False, precision=3)
+        )  # fmt: skip
+        out.append(
+            Entity(f"cell_{n}_impedance", f"Cell {n} impedance", _item("cell_impedances", i), unit=MOHM,
+                   state_class=M, category=DIAGNOSTIC, enabled=False, precision=1, icon="mdi:omega")
+        )  # fmt: skip
+    return out
+
+
+class Discovery:
+    def __init__(self, settings: Settings) -> None:
+        self.device_id = settings.resolved_device_id
+        self.device_name = settings.device_name
+        self.topic = f"{settings.ha_prefix}/device/{self.device_id}/config"
+        prefix = settings.topic_prefix
+        self._state_topic = f"{prefix}/{STATE}"
+        self._status_topic = f"{prefix}/{STATUS}"
+        self._link_topic = f"{prefix}/{LINK}"
+        self._cell_limit = settings.cell_limit
+        # A reading older than three heartbeats is dead data, not a value.
+        self.expire_after = int(settings.heartbeat * 3)
+        self._retained: dict[str, str] = {}  # live component id -> platform, as the broker holds it
+
+    def entities(self, state: BatteryState) -> list[Entity]:
+        cells = self._cell_limit or state.slots or 0
+        return [*BASE_ENTITIES, *cell_entities(cells)]
+
+    def model(self, state: BatteryState) -> str:
+        return f"BMS{state.slots}T" if state.slots in (8, 16, 24) else "BMS8T/16T/24T"
+
+    def unique_id(self, key: str) -> str:
+        return f"chargery_{self.device_id}_{key}"
+
+    def component(self, entity: Entity) -> dict[str, Any]:
+        c: dict[str, Any] = {
+            "p": entity.platform,
+            "name": entity.name,
+            "unique_id": self.unique_id(entity.key),
+            "value_template": entity.template,
+        }
+        optional = {
+            "device_class": entity.device_class,
+            "unit_of_measurement": entity.unit,
+            "state_class": entity.state_class,
+            "entity_category": entity.category,
+            "icon": entity.icon,
+            "suggested_display_precision": entity.precision,
+        }
+        c.update({k: v for k, v in optional.items() if v is not None})
+        if entity.options is not None:
+            c["options"] = list(entity.options)
+        if not entity.enabled:
+            c["enabled_by_default"] = False
+        if entity.expires:
+            c["expire_after"] = self.expire_after
+        if entity.link_diagnostic:
+            # Still meaningful with the BMS silent: only the daemon must be up.
+            c["availability"] = [self._availability(self._status_topic)]
+        return c
+
+    def _availability(self, topic: str) -> dict[str, str]:
+        return {"topic": topic, "payload_available": ONLINE, "payload_not_available": OFFLINE}
+
+    def config(self, state: BatteryState) -> dict[str, Any]:
+        components = {e.key: self.component(e) for e in self.entities(state)}
+        for key, platform in self.stale(state).items():
+            components[key] = {"p": platform}  # only the platform: Home Assistant removes it
+        return {
+            "device": {
+                "identifiers": [f"chargery_{self.device_id}"],
+                "name": self.device_name,
+                "manufacturer": "Chargery",
+                "model": self.model(state),
+                "sw_version": __version__,
+            },
+            "origin": {"name": "chargery", "sw_version": __version__},
+            "availability": [self._availability(self._status_topic), self._availability(self._link_topic)],
+            "availability_mode": "all",
+            "state_topic": self._state_topic,
+            "qos": 0,
+            "components": components,
+        }
+
+    def messages(self, state: BatteryState) -> list[tuple[str, str]]:
+        return [(self.topic, json.dumps(self.config(state)))]
+
+    def stale(self, state: BatteryState) -> dict[str, str]:
+        """Components announced before that this daemon no longer publishes. Decided only once
+        the cell count is known, so a restart never removes and re-adds the cell entities."""
+        if not (self._cell_limit or state.slots):
+            return {}
+        current = {e.key for e in self.entities(state)}
+        return {k: p for k, p in self._retained.items() if k not in current}
+
+    def note_retained(self, payload: bytes, state: BatteryState) -> bool:
+        """Our config as the broker holds it (we subscribe to it). True when it lists
+        components that must now be removed, i.e. when to announce again."""
+        try:
+            old = json.loads(payload) if payload else {}
+            components = old.get("components") or old.get("cmps") or {}
+            self._retained = {str(k): str(v.get("p") or v.get("platform")) for k, v in components.items() if len(v) > 1}
+        except (ValueError, AttributeError):
+            self._retained = {}
+        return bool(self.stale(state))

@@ -1,0 +1,149 @@
+"""Energy meters for Home Assistant's Energy dashboard: kWh charged and discharged.
+
+Integrated from pack voltage x current, the direction taken from the BMS mode byte, over
+the monotonic clock (wall-clock jumps change nothing). Persisted atomically (write, fsync,
+rename) with the previous file kept as a backup, so the meters never go down across
+restarts or power failures; a corrupt file is reported, never silently reset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Final
+
+from .logs import LOG, RateLimited
+
+MAX_GAP: Final = 30.0  # seconds: a longer silence is not integrated as if power had held
+SAVE_EVERY: Final = 300.0  # seconds between saves while energy flows (and at exit)
+
+
+class EnergyMeters:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.charged_wh = 0.0
+        self.discharged_wh = 0.0
+        self._last: tuple[float, float, float] | None = None  # (monotonic, charge W, discharge W)
+        self._saved_at = time.monotonic()
+        self._dirty = False
+        self._limited = RateLimited()
+        if path is not None:
+            self._load(path)
+
+    @property
+    def charged_kwh(self) -> float:
+        return round(self.charged_wh / 1000, 3)
+
+    @property
+    def discharged_kwh(self) -> float:
+        return round(self.discharged_wh / 1000, 3)
+
+    def add(self, charge_w: float | None, discharge_w: float | None, now: float) -> None:
+        """A new power reading at monotonic time ``now``: integrate the one before it."""
+        if charge_w is None or discharge_w is None:
+            self._last = None
+            return
+        last = self._last
+        if last is not None:
+            dt = now - last[0]
+            if 0 < dt <= MAX_GAP:
+                self.charged_wh += max(0.0, last[1]) * dt / 3600
+                self.discharged_wh += max(0.0, last[2]) * dt / 3600
+                self._dirty = True
+        self._last = (now, charge_w, discharge_w)
+
+    def pause(self) -> None:
+        """No data for a while (link stale): do not integrate across the gap."""
+        self._last = None
+
+    # --- persistence ----------------------------------------------------------------------
+
+    def save_if_due(self, now: float) -> None:
+        if self._dirty and now - self._saved_at >= SAVE_EVERY:
+            self.save(now)
+
+    def save(self, now: float | None = None) -> None:
+        self._saved_at = time.monotonic() if now is None else now
+        if self.path is None or not self._dirty:
+            return
+        body = json.dumps(
+            {"version": 1, "energy_charged_wh": self.charged_wh, "energy_discharged_wh": self.discharged_wh}
+        )
+        path = self.path
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            if path.exists():
+                os.replace(path, _backup(path))
+            os.replace(tmp, path)
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            self._limited.log(logging.ERROR, "save", "energy meters: cannot save %s: %s", path, exc.strerror or exc)
+            return
+        self._dirty = False
+        self._limited.reset("save")
+
+    def _load(self, path: Path) -> None:
+        found: list[tuple[float, float]] = []
+        problems: list[str] = []
+        for candidate in (path, _backup(path)):
+            try:
+                text = candidate.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                problems.append(f"{candidate}: {exc.strerror or exc}")
+                continue
+            try:
+                data = json.loads(text)
+                values = (float(data["energy_charged_wh"]), float(data["energy_discharged_wh"]))
+                if not all(math.isfinite(v) and v >= 0 for v in values):
+                    raise ValueError("negative or not a number")
+            except (ValueError, KeyError, TypeError) as exc:
+                problems.append(f"{candidate} is corrupt ({exc})")
+                _keep_aside(candidate)
+                continue
+            found.append(values)
+        if found:
+            # Both files valid: the larger of each, so a meter never goes down.
+            self.charged_wh = max(v[0] for v in found)
+            self.discharged_wh = max(v[1] for v in found)
+        for problem in problems:
+            if found:
+                LOG.error("energy meters: %s; continuing from the backup", problem)
+            else:
+                LOG.error("energy meters: %s; no usable copy left, the meters start again from 0", problem)
+        if found or problems:
+            LOG.info("energy meters: charged %.3f kWh, discharged %.3f kWh", self.charged_kwh, self.discharged_kwh)
+
+
+def _backup(path: Path) -> Path:
+    return path.with_name(path.name + ".bak")
+
+
+def _keep_aside(path: Path) -> None:
+    """Move a corrupt file out of the way but keep it for the user to inspect."""
+    with contextlib.suppress(OSError):
+        os.replace(path, path.with_name(f"{path.name}.corrupt-{int(time.time())}"))
+
+
+def default_state_dir(configured: str) -> Path:
+    if configured:
+        return Path(configured)
+    if os.environ.get("STATE_DIRECTORY"):  # systemd StateDirectory=
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "chargery"

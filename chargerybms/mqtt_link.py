@@ -1,0 +1,206 @@
+"""The MQTT side: one paho client, paho-mqtt 1.6 (Debian's package) or 2.x (PyPI).
+
+Our own network thread connects, runs ``client.loop()`` and reconnects with capped
+backoff, forever, so every failure is logged with its real reason (paho's own retry loop
+swallows it). Telemetry is only published while connected and never queued: after a
+reconnect the daemon republishes the latest values instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .config import ConfigError, Settings
+from .logs import LOG, RateLimited
+
+KEEPALIVE = 30
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 60.0
+CONNECT_TIMEOUT = 30.0  # a TCP/TLS handshake that takes longer than this is stuck
+GRACE = 10.0
+
+
+class MqttLink:
+    """Connects in the background and keeps connecting. ``on_connected`` runs in the
+    network thread after every successful connect; ``on_message(topic, payload)`` for
+    messages on subscribed topics."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        will_topic: str,
+        subscriptions: tuple[str, ...] = (),
+        on_connected: Callable[[], None] = lambda: None,
+        on_message: Callable[[str, bytes], None] = lambda topic, payload: None,
+    ) -> None:
+        import paho.mqtt.client as mqtt
+
+        self._mqtt = mqtt
+        self._settings = settings
+        self._will_topic = will_topic
+        self._subscriptions = subscriptions
+        self._on_connected = on_connected
+        self._on_message_cb = on_message
+        self._stop = threading.Event()
+        self._limited = RateLimited()
+        self.connected = False
+        self.connects = 0  # successful connects so far
+        self.where = f"{settings.mqtt_host}:{settings.mqtt_port}"
+        self._alive_until = float("inf")  # the network thread promises to come round by then
+
+        client = _new_client(mqtt, settings.client_id)
+        if settings.mqtt_username:
+            client.username_pw_set(settings.mqtt_username, settings.mqtt_password or None)
+        if settings.mqtt_tls:
+            client.tls_set_context(_tls_context(settings))
+        client.will_set(will_topic, "offline", qos=1, retain=True)
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        self._client = client
+        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, last_words: tuple[str, str] | None = None, timeout: float = 3.0) -> None:
+        """Publish ``last_words`` (topic, payload; retained) if connected, then disconnect."""
+        if self.connected and last_words is not None:
+            info = self._client.publish(last_words[0], last_words[1], qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):  # paho 2 raises if the connection drops meanwhile
+                pass
+        self._stop.set()
+        self._client.disconnect()
+        self._thread.join(timeout)
+
+    # --- publishing -------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: str, retain: bool = False, qos: int = 0) -> bool:
+        if not self.connected:
+            return False
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        return bool(info.rc == 0)
+
+    # --- the network thread -----------------------------------------------------------
+
+    def healthy(self, now: float) -> bool:
+        """Whether the network thread is alive and coming round as it promised (watchdog)."""
+        return self._thread.is_alive() and now <= self._alive_until
+
+    def _promise(self, seconds: float) -> None:
+        self._alive_until = time.monotonic() + seconds + GRACE
+
+    def _run(self) -> None:
+        delay = BACKOFF_FIRST
+        client = self._client
+        while not self._stop.is_set():
+            self._promise(CONNECT_TIMEOUT)
+            try:
+                client.connect(self._settings.mqtt_host, self._settings.mqtt_port, keepalive=KEEPALIVE)
+            except ssl.SSLError as exc:
+                self._limited.log(
+                    logging.ERROR,
+                    "tls",
+                    "MQTT: TLS with %s failed: %s (check --mqtt-ca-file and that the broker's certificate "
+                    "names this host); retrying in %.0f s",
+                    self.where,
+                    getattr(exc, "verify_message", None) or exc.reason or exc,
+                    delay,
+                )
+            except OSError as exc:
+                self._limited.log(
+                    logging.WARNING,
+                    "connect",
+                    "MQTT: cannot connect to %s: %s; retrying in %.0f s",
+                    self.where,
+                    exc.strerror or exc,
+                    delay,
+                )
+            else:
+                while not self._stop.is_set():
+                    self._promise(1.0)
+                    if client.loop(timeout=1.0) != 0:
+                        break
+                was_connected = self.connected
+                self.connected = False
+                if self._stop.is_set():
+                    break
+                if was_connected:
+                    LOG.warning("MQTT: lost the connection to %s; reconnecting", self.where)
+                    delay = BACKOFF_FIRST
+            self._promise(delay)
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, BACKOFF_MAX)
+        self.connected = False
+
+    def _handle_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, *_: Any) -> None:
+        failed = getattr(rc, "is_failure", rc != 0)
+        if failed:
+            reason = str(rc) if hasattr(rc, "is_failure") else self._mqtt.connack_string(rc)
+            hint = (
+                " (check the user name and password)"
+                if "auth" in reason.lower() or "password" in reason.lower()
+                else ""
+            )
+            self._limited.log(
+                logging.ERROR, "refused", "MQTT: %s refused the connection: %s%s", self.where, reason, hint
+            )
+            return
+        for key in ("connect", "tls", "refused"):
+            self._limited.reset(key)
+        self.connects += 1
+        LOG.info("MQTT: connected to %s%s", self.where, " (TLS)" if self._settings.mqtt_tls else "")
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
+        self.connected = True
+        client.publish(self._will_topic, "online", qos=1, retain=True)
+        try:
+            self._on_connected()
+        except Exception:
+            LOG.exception("MQTT: error while republishing after connect")
+
+    def _handle_disconnect(self, client: Any, userdata: Any, *args: Any) -> None:
+        self.connected = False
+
+    def _handle_message(self, client: Any, userdata: Any, message: Any) -> None:
+        try:
+            self._on_message_cb(message.topic, message.payload)
+        except Exception:
+            LOG.exception("MQTT: error while handling a message on %s", message.topic)
+
+
+def _new_client(mqtt: Any, client_id: str) -> Any:
+    if hasattr(mqtt, "CallbackAPIVersion"):  # paho-mqtt 2.x
+        return mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True, protocol=mqtt.MQTTv311
+        )
+    return mqtt.Client(client_id=client_id, clean_session=True, protocol=mqtt.MQTTv311)  # paho-mqtt 1.x
+
+
+def _tls_context(settings: Settings) -> ssl.SSLContext:
+    """Certificate and host name always verified; the system CAs unless a CA file is given."""
+    try:
+        context = ssl.create_default_context(cafile=settings.mqtt_ca_file or None)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"mqtt_ca_file: {settings.mqtt_ca_file} holds no usable CA certificate: {exc}") from None
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    if settings.mqtt_cert_file:
+        try:
+            context.load_cert_chain(settings.mqtt_cert_file, settings.mqtt_key_file or None)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"mqtt_cert_file: cannot use {settings.mqtt_cert_file} as a client certificate: {exc}"
+            ) from None
+    return context

@@ -1,0 +1,87 @@
+"""The serial side: open the BMS port (a device path or any pyserial URL) and read bytes.
+
+Thin on purpose: no decoding here. ``read`` blocks up to ``timeout`` seconds and returns
+what arrived (possibly nothing); a vanished adapter raises :class:`LinkLost`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Protocol
+
+from .config import Settings
+from .simulator import SimulatedBms, SimulatedPort
+
+READ_TIMEOUT = 1.0
+
+
+class LinkLost(Exception):
+    """The port cannot be opened or has gone away (unplugged, bridge closed)."""
+
+
+class ByteSource(Protocol):
+    def read(self, size: int = 1) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class SerialPort:
+    """A pyserial port, raw 115200 8N1, no flow control, opened for exclusive use."""
+
+    def __init__(self, url: str, baud: int, timeout: float = READ_TIMEOUT) -> None:
+        import serial  # the pyserial package
+
+        self._serial_exception: type[Exception] = serial.SerialException
+        self.url = url
+        try:
+            port: Any = serial.serial_for_url(
+                url,
+                baudrate=baud,
+                bytesize=serial.EIGHTBITS,
+                parity=serial.PARITY_NONE,
+                stopbits=serial.STOPBITS_ONE,
+                xonxoff=False,  # with XON/XOFF, 0x11/0x13 vanish from frames
+                rtscts=False,
+                dsrdtr=False,
+                timeout=timeout,
+                exclusive=True,
+                do_not_open=True,
+            )
+            port.open()
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise LinkLost(_reason(exc)) from None
+        self._port = port
+
+    def read(self, size: int = 1) -> bytes:
+        try:
+            waiting: int = self._port.in_waiting
+            data: bytes = self._port.read(waiting or size)
+        except (self._serial_exception, OSError, TypeError, AttributeError) as exc:
+            # TypeError/AttributeError: pyserial's socket handler after the peer vanished.
+            raise LinkLost(_reason(exc)) from None
+        return data
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._port.close()
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    return text or type(exc).__name__
+
+
+def open_source(settings: Settings) -> ByteSource:
+    """The simulator with ``--demo``, else the configured port. Raises :class:`LinkLost`."""
+    if settings.demo:
+        bms = SimulatedBms(settings.demo_model, firmware=settings.demo_firmware, cells=settings.cells or None)
+        return SimulatedPort(bms, speed=settings.demo_speed)
+    return SerialPort(settings.port, settings.baud)
+
+
+def describe(settings: Settings) -> str:
+    if settings.demo:
+        return f"simulated BMS{settings.demo_model}T (firmware {settings.demo_firmware} layout)"
+    return settings.port

@@ -1,0 +1,146 @@
+"""The battery as last seen: the latest of each frame, and the values derived from them.
+
+Pure: the caller passes the clock readings in. :meth:`BatteryState.document` is the
+``<prefix>/state`` JSON document; the legacy topics are built from the same numbers in
+:mod:`chargerybms.topics`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .protocol import CellsFrame, Frame, ImpedancesFrame, StatusFrame
+
+
+def iso_time(wall: float | None) -> str | None:
+    if wall is None:
+        return None
+    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class CellSummary:
+    """Sums and extremes over the cells really wired (the first N slots)."""
+
+    voltages: tuple[float, ...]
+    pack_voltage: float
+    cell_min: float
+    cell_max: float
+    cell_min_index: int  # 1-based
+    cell_max_index: int  # 1-based
+    cell_delta: float
+
+    @classmethod
+    def of(cls, voltages: tuple[float, ...]) -> CellSummary:
+        low = min(voltages)
+        high = max(voltages)
+        return cls(
+            voltages,
+            round(sum(voltages), 3),
+            low,
+            high,
+            voltages.index(low) + 1,
+            voltages.index(high) + 1,
+            round(high - low, 3),
+        )
+
+
+class BatteryState:
+    """Latest frames and derived values. ``cell_limit`` is the configured cell count."""
+
+    def __init__(self, cell_limit: int | None = None) -> None:
+        self.cell_limit = cell_limit
+        self.cells: CellsFrame | None = None
+        self.status: StatusFrame | None = None
+        self.impedances: ImpedancesFrame | None = None
+        self.summary: CellSummary | None = None
+        self.impedance_total: float | None = None
+        self.slots: int | None = None  # cell slots the BMS sends: its model
+        self.seen: dict[str, float] = {}  # frame type -> wall-clock time last seen
+
+    def update(self, frame: Frame, wall: float) -> None:
+        limit = self.cell_limit
+        if type(frame) is StatusFrame:
+            self.status = frame
+            self.seen["status"] = wall
+        elif type(frame) is CellsFrame:
+            self.cells = frame
+            self.slots = len(frame.cell_voltages)
+            self.summary = CellSummary.of(frame.cell_voltages[:limit] if limit else frame.cell_voltages)
+            self.seen["cells"] = wall
+        elif type(frame) is ImpedancesFrame:
+            self.impedances = frame
+            values = frame.cell_impedances[:limit] if limit else frame.cell_impedances
+            self.impedance_total = round(sum(values), 1)
+            self.seen["impedances"] = wall
+
+    @property
+    def has_data(self) -> bool:
+        return bool(self.seen)
+
+    @property
+    def soc(self) -> int | None:
+        if self.status is not None and self.status.soc is not None:
+            return self.status.soc
+        return self.cells.soc if self.cells is not None else None
+
+    @property
+    def power(self) -> float | None:
+        """Pack power in W, signed like the current (negative while discharging)."""
+        if self.summary is None or self.status is None:
+            return None
+        return round(self.summary.pack_voltage * self.status.current, 1)
+
+    def directed_power(self) -> tuple[float | None, float | None]:
+        """(charge power, discharge power), both >= 0, the direction from the mode byte."""
+        power = self.power
+        if power is None or self.status is None or self.status.mode_code is None:
+            return None, None
+        magnitude = abs(power)
+        if self.status.mode_code == 1:
+            return magnitude, 0.0
+        if self.status.mode_code == 0:
+            return 0.0, magnitude
+        return 0.0, 0.0
+
+    def document(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The ``state`` JSON document. A value the BMS has not sent is null, never 0."""
+        cells, status, imp, summary = self.cells, self.status, self.impedances, self.summary
+        charge_power, discharge_power = self.directed_power()
+        doc: dict[str, Any] = {
+            "pack_voltage": summary.pack_voltage if summary else None,
+            "current": status.current if status else None,
+            "power": self.power,
+            "charge_power": charge_power,
+            "discharge_power": discharge_power,
+            "soc": self.soc,
+            "mode": status.mode if status else None,
+            "mode_code": status.mode_code if status else None,
+            "temperature_1": status.temperature_1 if status else None,
+            "temperature_2": status.temperature_2 if status else None,
+            "charge_end_voltage": status.charge_end_voltage if status else None,
+            "discharge_end_voltage": status.discharge_end_voltage if status else None,
+            "charge_protection": status.charge_protection if status else None,
+            "discharge_protection": status.discharge_protection if status else None,
+            "energy_wh": cells.energy_wh if cells else None,
+            "capacity_ah": cells.capacity_ah if cells else None,
+            "cell_count": len(summary.voltages) if summary else None,
+            "cell_voltages": list(summary.voltages) if summary else None,
+            "cell_min": summary.cell_min if summary else None,
+            "cell_max": summary.cell_max if summary else None,
+            "cell_min_index": summary.cell_min_index if summary else None,
+            "cell_max_index": summary.cell_max_index if summary else None,
+            "cell_delta": summary.cell_delta if summary else None,
+            "cell_impedances": list(imp.cell_impedances[: self.cell_limit or None]) if imp else None,
+            "impedance_total": self.impedance_total,
+            "impedance_mode": imp.mode if imp else None,
+            "impedance_current": imp.current if imp else None,
+            "cells_seen": iso_time(self.seen.get("cells")),
+            "status_seen": iso_time(self.seen.get("status")),
+            "impedances_seen": iso_time(self.seen.get("impedances")),
+        }
+        if extra:
+            doc.update(extra)
+        return doc
