@@ -149,9 +149,10 @@ def add_flags(parser: argparse.ArgumentParser, names: Sequence[str] | None = Non
         flags = [f"--{f.name.replace('_', '-')}"]
         if f.metadata["short"]:
             flags.insert(0, f.metadata["short"])
-        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": f"{f.metadata['help']} (default: %s)"}
-        default_text = f.default if f.default != "" else "unset"
-        kwargs["help"] = kwargs["help"] % default_text
+        help_text = f.metadata["help"]
+        if "default:" not in help_text:
+            help_text += f" (default: {f.default if f.default != '' else 'unset'})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text.replace("%", "%%")}
         if isinstance(f.default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         else:

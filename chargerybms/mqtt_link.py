@@ -105,6 +105,7 @@ class MqttLink:
         client = self._client
         while not self._stop.is_set():
             self._promise(CONNECT_TIMEOUT)
+            connects_before = self.connects
             try:
                 client.connect(self._settings.mqtt_host, self._settings.mqtt_port, keepalive=KEEPALIVE)
             except ssl.SSLError as exc:
@@ -114,7 +115,7 @@ class MqttLink:
                     "MQTT: TLS with %s failed: %s (check --mqtt-ca-file and that the broker's certificate "
                     "names this host); retrying in %.0f s",
                     self.where,
-                    getattr(exc, "verify_message", None) or exc.reason or exc,
+                    _tls_reason(exc),
                     delay,
                 )
             except OSError as exc:
@@ -131,11 +132,10 @@ class MqttLink:
                     self._promise(1.0)
                     if client.loop(timeout=1.0) != 0:
                         break
-                was_connected = self.connected
                 self.connected = False
                 if self._stop.is_set():
                     break
-                if was_connected:
+                if self.connects > connects_before:
                     LOG.warning("MQTT: lost the connection to %s; reconnecting", self.where)
                     delay = BACKOFF_FIRST
             self._promise(delay)
@@ -180,6 +180,12 @@ class MqttLink:
             LOG.exception("MQTT: error while handling a message on %s", message.topic)
 
 
+def _tls_reason(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    return str(exc.reason or exc)
+
+
 def _new_client(mqtt: Any, client_id: str) -> Any:
     if hasattr(mqtt, "CallbackAPIVersion"):  # paho-mqtt 2.x
         return mqtt.Client(
@@ -196,6 +202,10 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
         raise ConfigError(f"mqtt_ca_file: {settings.mqtt_ca_file} holds no usable CA certificate: {exc}") from None
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
+    # Python 3.13 adds RFC 5280 strictness that rejects CAs without a keyUsage extension,
+    # i.e. CAs made as mosquitto's documentation shows. The chain and the host name are
+    # still verified; only that extra strictness is left out, as on Python 3.11.
+    context.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
     if settings.mqtt_cert_file:
         try:
             context.load_cert_chain(settings.mqtt_cert_file, settings.mqtt_key_file or None)

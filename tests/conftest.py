@@ -8,3 +8,45 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+from collections.abc import Callable, Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+from harness import Broker, DaemonProcess, FakeBms, Subscriber  # noqa: E402
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(tmp_path / "broker").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def bms(tmp_path: Path) -> Iterator[FakeBms]:
+    fake = FakeBms(tmp_path / "ttyBMS")
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def subscriber(broker: Broker) -> Iterator[Subscriber]:
+    s = Subscriber(broker)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    """Start ``chargery.py`` with the given flags; every one is stopped at teardown."""
+    started: list[DaemonProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, name: str = "daemon") -> DaemonProcess:
+        d = DaemonProcess(tmp_path / f"{name}{len(started)}", list(args), env)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()

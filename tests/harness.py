@@ -1,0 +1,324 @@
+"""Real things for end-to-end tests: a mosquitto broker, a subscriber, a pseudo-terminal
+BMS and the daemon as a subprocess. Nothing here is mocked."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import threading
+import time
+import tty
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from helpers import chargery_cmd, free_port, require_tool
+
+Predicate = Callable[[str], bool]
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# --- TLS material ---------------------------------------------------------------------
+
+
+@dataclass
+class Tls:
+    ca: Path
+    cert: Path
+    key: Path
+    other_ca: Path  # a CA that did not sign the broker's certificate
+
+
+def make_tls(directory: Path) -> Tls:
+    openssl = require_tool("openssl")
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
+
+    for name in ("ca", "other"):
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=test {name} CA",
+            "-keyout", f"{name}.key", "-out", f"{name}.crt")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr")
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+        "-extfile", "san.ext", "-out", "server.crt")  # fmt: skip
+    return Tls(directory / "ca.crt", directory / "server.crt", directory / "server.key", directory / "other.crt")
+
+
+# --- the broker -------------------------------------------------------------------------
+
+
+class Broker:
+    """mosquitto on a free loopback port. ``tls_port`` adds a TLS listener beside it."""
+
+    def __init__(self, directory: Path, *, users: dict[str, str] | None = None, tls: Tls | None = None) -> None:
+        self.exe = require_tool("mosquitto")
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        self.log_path = directory / "mosquitto.log"
+        lines = [f"listener {self.port} 127.0.0.1"]
+        if tls:
+            lines += [
+                f"listener {self.tls_port} 127.0.0.1",
+                f"cafile {tls.ca}",
+                f"certfile {tls.cert}",
+                f"keyfile {tls.key}",
+            ]
+        # As root, mosquitto would switch to its own user and lose access to the test's files.
+        lines += [f"user {pwd.getpwuid(os.getuid()).pw_name}", "persistence false", f"log_dest file {self.log_path}",
+                  "log_type all", "per_listener_settings false"]  # fmt: skip
+        if users:
+            passwd = directory / "passwd"
+            passwd.write_text("")
+            for user, password in users.items():
+                subprocess.run([require_tool("mosquitto_passwd"), "-b", str(passwd), user, password], check=True)
+            passwd.chmod(0o600)
+            lines += ["allow_anonymous false", f"password_file {passwd}"]
+        else:
+            lines.append("allow_anonymous true")
+        self.conf = directory / "mosquitto.conf"
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Broker:
+        self.proc = subprocess.Popen(
+            [self.exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        wait_until(self._accepting, 10, f"mosquitto on port {self.port}")
+        return self
+
+    def _accepting(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+            raise AssertionError(f"mosquitto exited: {err} {self.log()}")
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+# --- a subscriber -------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: str
+    retain: bool
+
+
+class Subscriber:
+    """A real MQTT client subscribed to ``#``, recording everything that arrives."""
+
+    def __init__(
+        self, broker: Broker, topics: Iterable[str] = ("#",), *, username: str = "", password: str = ""
+    ) -> None:
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        if hasattr(mqtt, "CallbackAPIVersion"):
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{id(self)}")
+        else:
+            client = mqtt.Client(client_id=f"test-{id(self)}")
+        if username:
+            client.username_pw_set(username, password)
+        self._topics = list(topics)
+        self._subscribed = threading.Event()
+        client.on_connect = self._on_connect
+        client.on_subscribe = lambda *a: self._subscribed.set()
+        client.on_message = self._on_message
+        client.connect("127.0.0.1", broker.port, keepalive=10)
+        client.loop_start()
+        self.client = client
+        assert self._subscribed.wait(10), "subscriber could not subscribe"
+
+    def _on_connect(self, client: Any, *args: Any) -> None:
+        client.subscribe([(t, 1) for t in self._topics])
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self._lock:
+            self.messages.append(Received(msg.topic, msg.payload.decode(errors="replace"), bool(msg.retain)))
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+
+    def on(self, topic: str) -> list[Received]:
+        with self._lock:
+            return [m for m in self.messages if m.topic == topic]
+
+    def last(self, topic: str) -> Received | None:
+        found = self.on(topic)
+        return found[-1] if found else None
+
+    def wait(self, topic: str, predicate: Predicate = lambda p: True, timeout: float = 15) -> Received:
+        def check() -> Received | None:
+            return next((m for m in reversed(self.on(topic)) if predicate(m.payload)), None)
+
+        found: Received = wait_until(check, timeout, f"a message on {topic}")
+        return found
+
+    def publish(self, topic: str, payload: str, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+
+# --- a BMS on a pseudo-terminal -------------------------------------------------------------
+
+
+class FakeBms:
+    """A pseudo-terminal behind ``path`` (a symlink, like /dev/serial/by-id/...), written to
+    continuously like the real device: a BMS only transmits, whether anyone listens or not.
+    ``unplug`` closes the terminal and removes the path, like pulling the USB adapter."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._chunks: list[bytes] = []
+        self._interval = 0.1
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def plug(self) -> FakeBms:
+        master, slave = os.openpty()
+        tty.setraw(slave)  # as the daemon will; until then no echo, no CR/LF games
+        os.set_blocking(master, False)
+        with self._lock:
+            self._master, self._slave = master, slave
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.path.symlink_to(os.ttyname(slave))
+        return self
+
+    def unplug(self) -> None:
+        with self._lock:
+            master, slave = self._master, self._slave
+            self._master = self._slave = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        for fd in (master, slave):
+            if fd is not None:
+                os.close(fd)
+
+    def stream(self, chunks: list[bytes], interval: float = 0.1) -> None:
+        """Send ``chunks`` in a loop, one every ``interval`` seconds."""
+        with self._lock:
+            self._chunks = list(chunks)
+            self._interval = interval
+        self._paused.clear()
+
+    def pause(self) -> None:
+        """The BMS goes silent (display unit asleep)."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if self._master is not None:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.write(self._master, data)
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.wait(self._interval):
+            if self._paused.is_set() or not self._chunks:
+                continue
+            with self._lock:
+                chunk = self._chunks[i % len(self._chunks)]
+                master = self._master
+                if master is not None:
+                    try:
+                        os.write(master, chunk)
+                        self.sent += 1
+                    except (BlockingIOError, OSError):
+                        pass  # nobody reading and the buffer is full: the bytes are lost, as on a wire
+            i += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.unplug()
+
+
+# --- the daemon --------------------------------------------------------------------------
+
+
+class DaemonProcess:
+    """``python3 chargery.py ...`` as a user or systemd would start it."""
+
+    def __init__(self, directory: Path, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.log_path = directory / "daemon.log"
+        self.out_path = directory / "daemon.out"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("CHARGERY_")}
+        environ["CHARGERY_STATE_DIR"] = str(directory / "state")
+        environ.update(env or {})
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._out = open(self.out_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(chargery_cmd(*args), stdout=self._out, stderr=self._log, env=environ)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = 15) -> None:
+        wait_until(lambda: text in self.log(), timeout, f"{text!r} in the daemon's log:\n{self.log()}")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 10) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        self._out.close()

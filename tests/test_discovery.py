@@ -1,0 +1,179 @@
+"""Home Assistant discovery payloads: schema, valid unit/class pairs, identity, templates."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import jinja2
+import pytest
+from ha_rules import BINARY_SENSOR_CLASSES, ENTITY_CATEGORIES, triple_error
+
+from chargerybms.config import load
+from chargerybms.daemon import Daemon
+from chargerybms.discovery import Discovery
+from chargerybms.protocol import Framer
+from chargerybms.simulator import SimulatedBms
+from chargerybms.state import BatteryState
+
+ENV: dict[str, str] = {}
+
+
+def settings(*flags: str, **values: Any) -> Any:
+    parsed = dict(values)
+    for flag in flags:
+        parsed[flag] = True
+    return load(parsed, environ=ENV)
+
+
+def state_from_simulator(slots: int, firmware: str, seconds: int = 40) -> BatteryState:
+    state = BatteryState()
+    framer = Framer()
+    bms = SimulatedBms(slots, firmware=firmware, cycle=16)
+    for chunk in bms.seconds(seconds):
+        for _, frame in framer.feed(chunk):
+            state.update(frame, time.time())
+    return state
+
+
+def render(template: str, document: dict[str, Any]) -> str:
+    """As Home Assistant renders a value_template: the state topic's JSON as value_json."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    return env.from_string(template).render(value_json=document, value=json.dumps(document))
+
+
+@pytest.mark.parametrize("slots", [8, 16, 24])
+@pytest.mark.parametrize("firmware", ["1.22", "1.25", "1.26"])
+def test_discovery_schema(slots: int, firmware: str) -> None:
+    s = settings(device_name="Garage battery")
+    state = state_from_simulator(slots, firmware)
+    config = Discovery(s).config(state)
+
+    device = config["device"]
+    assert device["identifiers"] == ["chargery_chargerybms"]
+    assert device["manufacturer"] == "Chargery" and device["model"] == f"BMS{slots}T"
+    assert device["name"] == "Garage battery" and device["sw_version"]
+    assert config["origin"]["name"] == "chargery" and config["origin"]["sw_version"]
+    assert [a["topic"] for a in config["availability"]] == ["chargerybms/status", "chargerybms/link"]
+    assert config["availability_mode"] == "all"
+    assert config["state_topic"] == "chargerybms/state"
+
+    components = config["components"]
+    unique_ids = [c["unique_id"] for c in components.values()]
+    assert len(unique_ids) == len(set(unique_ids))
+    for key, c in components.items():
+        assert {"p", "name", "unique_id", "value_template"} <= c.keys(), key
+        assert c["unique_id"] == f"chargery_chargerybms_{key}"
+        assert "garage" not in c["name"].lower() and "chargery" not in c["name"].lower(), c["name"]
+        assert c.get("entity_category") in ENTITY_CATEGORIES
+        if c["p"] == "sensor":
+            error = triple_error(c.get("device_class"), c.get("unit_of_measurement"), c.get("state_class"))
+            assert error is None, f"{key}: {error}"
+        else:
+            assert c["p"] == "binary_sensor" and c["device_class"] in BINARY_SENSOR_CLASSES
+        if "expire_after" in c:
+            assert c["expire_after"] >= 2 * s.heartbeat  # comfortably above the republish heartbeat
+
+    cell_voltages = [k for k in components if k.startswith("cell_") and k.endswith("_voltage")]
+    assert len(cell_voltages) == slots
+    for key in cell_voltages:
+        assert components[key]["enabled_by_default"] is False
+        assert components[key]["entity_category"] == "diagnostic"
+    # The Energy dashboard's battery section: kWh, total_increasing.
+    for key in ("energy_charged", "energy_discharged"):
+        c = components[key]
+        assert (c["device_class"], c["unit_of_measurement"], c["state_class"]) == ("energy", "kWh", "total_increasing")
+    assert "device_class" not in components["capacity_ah"]  # Home Assistant has no class for Ah
+    assert components["energy_wh"]["device_class"] == "energy_storage"
+    assert components["mode"]["device_class"] == "enum"
+
+
+@pytest.mark.parametrize("firmware", ["1.22", "1.25", "1.26"])
+def test_every_state_value_has_an_entity_and_every_template_renders(firmware: str) -> None:
+    s = settings(demo=True, dry_run=True)
+    daemon = Daemon(s, sink=_Recorder())
+    framer_input = SimulatedBms(16, firmware=firmware, cycle=16)
+    for chunk in framer_input.seconds(20):
+        daemon.handle_bytes(chunk)
+    document = daemon.state_document()
+    components = daemon.discovery.config(daemon.state)["components"]  # type: ignore[union-attr]
+    templated = {c["value_template"].split("value_json.")[1].split()[0] for c in components.values()}
+    # Every value of the state document is an entity, but for the raw lists (per-cell
+    # entities index them), the bookkeeping fields and the link flag (availability).
+    untracked = {"cell_voltages", "cell_impedances", "cells_seen", "status_seen", "impedances_seen", "link",
+                 "mode_code", "cell_count", "impedance_mode", "impedance_current"}  # fmt: skip
+    assert set(document) - untracked <= {t.split("[")[0] for t in templated}
+    for key, c in components.items():
+        out = render(c["value_template"], document)
+        value = document.get(key)
+        if key.startswith("cell_") and key.endswith(("_voltage", "_impedance")):
+            n = int(key.split("_")[1])
+            values = document["cell_voltages" if key.endswith("_voltage") else "cell_impedances"]
+            assert out == (str(values[n - 1]) if values and len(values) >= n else "None"), key
+        elif c["p"] == "binary_sensor":
+            assert out == {None: "None", True: "ON", False: "OFF"}[value], key
+        else:
+            assert out == str(value), key
+
+
+def test_a_value_the_bms_does_not_send_is_unknown_not_zero() -> None:
+    state = state_from_simulator(16, "1.22")
+    doc = state.document()
+    assert doc["discharge_end_voltage"] is None and doc["energy_wh"] is None
+    components = Discovery(settings()).config(state)["components"]
+    assert render(components["energy_wh"]["value_template"], doc) == "None"  # Home Assistant: unknown
+    assert render(components["charge_protection"]["value_template"], doc) == "None"
+
+
+def test_identity_comes_from_the_device_id_only() -> None:
+    state = state_from_simulator(8, "1.26")
+    a = Discovery(settings(device_name="Old name")).config(state)
+    b = Discovery(settings(device_name="New name")).config(state)
+    assert [c["unique_id"] for c in a["components"].values()] == [c["unique_id"] for c in b["components"].values()]
+    assert a["device"]["identifiers"] == b["device"]["identifiers"]
+    assert a["device"]["name"] != b["device"]["name"]
+    # A different port changes nothing either: the tty path is never part of an id.
+    c = Discovery(settings(port="/dev/ttyUSB7")).config(state)
+    assert c["device"]["identifiers"] == a["device"]["identifiers"]
+
+
+def test_two_devices_never_collide() -> None:
+    state = state_from_simulator(16, "1.26")
+    one = Discovery(settings(topic_prefix="house/bms1"))
+    two = Discovery(settings(topic_prefix="house/bms2"))
+    three = Discovery(settings(topic_prefix="house/bms1", device_id="shed"))
+    topics = {d.topic for d in (one, two, three)}
+    assert len(topics) == 3
+    ids = [set(c["unique_id"] for c in d.config(state)["components"].values()) for d in (one, two, three)]
+    assert not ids[0] & ids[1] and not ids[0] & ids[2] and not ids[1] & ids[2]
+
+
+def test_removed_components_are_cleared_once_the_cell_count_is_known() -> None:
+    big = state_from_simulator(16, "1.26")
+    old = json.dumps(Discovery(settings()).config(big)).encode()
+    d = Discovery(settings(cells=8))
+    empty = BatteryState()
+    assert d.note_retained(old, BatteryState(8)) is True  # --cells known: decide now
+    components = d.config(big)["components"]
+    assert components["cell_9_voltage"] == {"p": "sensor"}
+    assert components["cell_16_impedance"] == {"p": "sensor"}
+    assert "name" in components["cell_8_voltage"]
+    # Our own config comes back with the stubs: nothing left to remove after that.
+    assert d.note_retained(json.dumps(d.config(big)).encode(), big) is False
+    assert "cell_9_voltage" not in d.config(big)["components"]
+    # Without --cells, nothing is removed before the first cell frame says the model.
+    e = Discovery(settings())
+    assert e.note_retained(old, empty) is False
+    assert all(len(c) > 1 for c in e.config(empty)["components"].values())
+
+
+class _Recorder:
+    connected = True
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str, bool]] = []
+
+    def publish(self, topic: str, payload: str, retain: bool = False, qos: int = 0) -> bool:
+        self.published.append((topic, payload, retain))
+        return True

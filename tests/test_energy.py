@@ -1,0 +1,121 @@
+"""Energy meters: integration, direction, atomic persistence, corrupt files, restarts."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from chargerybms.energy import MAX_GAP, EnergyMeters
+from chargerybms.protocol import decode_frame, encode_cells, encode_status
+from chargerybms.state import BatteryState
+
+
+def test_integration_against_a_hand_computed_profile() -> None:
+    m = EnergyMeters(None)
+    t = 0.0
+    # One hour charging at 1000 W, sampled every second: 1.000 kWh.
+    for _ in range(3601):
+        m.add(1000.0, 0.0, t)
+        t += 1.0
+    # Half an hour discharging at 500 W, sampled every 2 s: 0.250 kWh.
+    for _ in range(901):
+        m.add(0.0, 500.0, t)
+        t += 2.0
+    assert m.charged_kwh == pytest.approx(1.0, abs=0.001)
+    assert m.discharged_kwh == pytest.approx(0.25, abs=0.001)
+
+
+def test_gaps_and_pauses_are_not_integrated() -> None:
+    m = EnergyMeters(None)
+    m.add(1000.0, 0.0, 0.0)
+    m.add(1000.0, 0.0, MAX_GAP + 100)  # the BMS was silent: the gap counts for nothing
+    assert m.charged_wh == 0.0
+    m.add(1000.0, 0.0, MAX_GAP + 110)
+    assert m.charged_wh == pytest.approx(1000 * 10 / 3600)
+    m.pause()
+    m.add(1000.0, 0.0, MAX_GAP + 120)
+    assert m.charged_wh == pytest.approx(1000 * 10 / 3600)
+    m.add(1000.0, 0.0, MAX_GAP + 115)  # the clock going backwards is not negative energy
+    assert m.charged_wh == pytest.approx(1000 * 10 / 3600)
+
+
+def test_direction_comes_from_the_mode_byte() -> None:
+    state = BatteryState()
+    state.update(decode_frame(encode_cells([3300] * 16, energy_mwh=1, capacity_mah=1)), 0)
+    state.update(decode_frame(encode_status(charge_end_mv=3650, mode=1, deci_amps=100, t1_deci=0, t2_deci=0, soc=5)), 0)
+    assert state.directed_power() == (528.0, 0.0)
+    state.update(decode_frame(encode_status(charge_end_mv=3650, mode=0, deci_amps=100, t1_deci=0, t2_deci=0, soc=5)), 0)
+    assert state.directed_power() == (0.0, 528.0)
+    state.update(decode_frame(encode_status(charge_end_mv=3650, mode=2, deci_amps=100, t1_deci=0, t2_deci=0, soc=5)), 0)
+    assert state.directed_power() == (0.0, 0.0)
+    state.update(decode_frame(encode_status(charge_end_mv=3650, deci_amps=100, t1_deci=0, t2_deci=0)), 0)
+    assert state.directed_power() == (None, None)  # no mode byte: no guessing
+
+
+def test_saved_atomically_and_never_lower_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "energy-x.json"
+    m = EnergyMeters(path)
+    m.add(3600.0, 0.0, 0.0)
+    m.add(3600.0, 0.0, 10.0)  # 10 Wh
+    m.save()
+    assert json.loads(path.read_text())["energy_charged_wh"] == pytest.approx(10.0)
+    assert not list(path.parent.glob("*.tmp"))
+    again = EnergyMeters(path)
+    assert again.charged_wh == pytest.approx(10.0)
+    again.add(3600.0, 0.0, 0.0)
+    again.add(3600.0, 0.0, 5.0)
+    again.save()
+    third = EnergyMeters(path)
+    assert third.charged_wh == pytest.approx(15.0)
+    assert (path.parent / "energy-x.json.bak").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "negative"])
+def test_a_corrupt_file_is_reported_and_the_backup_used(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "energy.json"
+    m = EnergyMeters(path)
+    for t in (0.0, 10.0, 20.0):
+        m.add(3600.0, 1800.0, t)
+        m.save()  # each save keeps the one before as the backup
+    good = m.charged_wh
+    text = path.read_text()
+    damaged = {
+        "truncated": text[: len(text) // 2],
+        "garbage": "\x00\xff{",
+        "empty": "",
+        "negative": text.replace('"energy_charged_wh": ', '"energy_charged_wh": -'),
+    }
+    path.write_text(damaged[damage])
+    with caplog.at_level(logging.ERROR):
+        loaded = EnergyMeters(path)
+    assert "corrupt" in caplog.text and "backup" in caplog.text
+    assert 0 < loaded.charged_wh <= good  # the backup: one save behind, never garbage
+    assert loaded.charged_wh == pytest.approx(good - 10.0)
+    assert list(tmp_path.glob("energy.json.corrupt-*"))  # kept for the user to look at
+
+
+def test_both_copies_corrupt_is_reported_loudly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "energy.json"
+    path.write_text("{not json")
+    (tmp_path / "energy.json.bak").write_text("[]")
+    with caplog.at_level(logging.ERROR):
+        loaded = EnergyMeters(path)
+    assert loaded.charged_wh == 0.0
+    assert "start again from 0" in caplog.text
+    assert len(list(tmp_path.glob("*.corrupt-*"))) == 2
+
+
+def test_unwritable_state_dir_is_an_error_line_not_a_crash(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    m = EnergyMeters(blocker / "sub" / "energy.json")
+    m.add(3600.0, 0.0, 0.0)
+    m.add(3600.0, 0.0, 1.0)
+    with caplog.at_level(logging.ERROR):
+        m.save()
+    assert "cannot save" in caplog.text

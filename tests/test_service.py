@@ -1,0 +1,272 @@
+"""Installing and running as a service: unit files, install.sh, sd_notify and the watchdog."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import DaemonProcess, FakeBms, wait_until
+from helpers import ROOT, free_port, load_vectors, require_tool
+
+from chargerybms.config import load
+from chargerybms.daemon import Daemon, PrintSink
+from chargerybms.notify import Notifier
+
+STATUS = bytes.fromhex(next(v["hex"] for v in load_vectors("frames.json") if v["id"] == "A1"))
+UNITS = ROOT / "systemd"
+
+
+def unit_copies(tmp_path: Path) -> list[Path]:
+    """The two units as systemd would load them (a template needs an instance name)."""
+    single = tmp_path / "chargery.service"
+    instance = tmp_path / "chargery@house.service"
+    shutil.copy(UNITS / "chargery.service", single)
+    shutil.copy(UNITS / "chargery@.service", instance)
+    return [single, instance]
+
+
+def test_units_pass_systemd_analyze_verify_silently(tmp_path: Path) -> None:
+    analyze = require_tool("systemd-analyze")
+    result = subprocess.run(
+        [analyze, "verify", *map(str, unit_copies(tmp_path))], capture_output=True, text=True, check=False
+    )
+    # verify exits 0 on many mistakes: any output at all is a failure.
+    assert result.stdout + result.stderr == ""
+    assert result.returncode == 0
+
+
+def test_units_are_rated_2_or_better_by_systemd_analyze_security(tmp_path: Path) -> None:
+    analyze = require_tool("systemd-analyze")
+    for unit in unit_copies(tmp_path):
+        result = subprocess.run(
+            [analyze, "security", "--offline=yes", str(unit)], capture_output=True, text=True, check=False
+        )
+        match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout + result.stderr)
+        assert match, result.stdout + result.stderr
+        assert float(match.group(1)) <= 2.0, result.stdout
+
+
+def test_unit_contract() -> None:
+    text = (UNITS / "chargery.service").read_text()
+    for line in (
+        "[Unit]", "[Service]", "[Install]", "Type=notify", "WatchdogSec=", "Restart=on-failure",
+        "RestartPreventExitStatus=2", "StartLimitIntervalSec=0", "User=chargery", "SupplementaryGroups=dialout",
+        "EnvironmentFile=-/etc/chargery/chargery.env", "LoadCredential=mqtt_password:", "StateDirectory=chargery",
+        "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=yes", "DevicePolicy=closed",
+        "DeviceAllow=char-ttyUSB rw", "MemoryMax=", "TasksMax=",
+    ):  # fmt: skip
+        assert line in text, line
+    assert "\nPrivateDevices=" not in text  # it would hide the serial adapter
+    assert ">" not in text.split("ExecStart=")[1].splitlines()[0]  # no shell redirection
+    template = (UNITS / "chargery@.service").read_text()
+    assert "EnvironmentFile=/etc/chargery/%i.env" in template and "StateDirectory=chargery/%i" in template
+
+
+# --- install.sh ---------------------------------------------------------------------------
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, str, int]]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            out[str(path.relative_to(root))] = (
+                hashlib.sha256(path.read_bytes()).hexdigest(),
+                oct(st.st_mode & 0o777),
+                st.st_mtime_ns,
+            )
+    return out
+
+
+def install(stage: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DESTDIR"} | {"DESTDIR": str(stage)}
+    return subprocess.run(["sh", str(ROOT / "install.sh"), *args], env=env, capture_output=True, text=True, check=True)
+
+
+def test_install_into_a_staging_root(tmp_path: Path) -> None:
+    stage = tmp_path / "stage"
+    result = install(stage, "--udev", "0403:6001:AB12")
+    files = snapshot(stage)
+    expected_modes = {
+        "opt/chargery/chargery.py": "0o755",
+        "opt/chargery/chargerybms/protocol.py": "0o644",
+        "opt/chargery/chargerybms/daemon.py": "0o644",
+        "etc/systemd/system/chargery.service": "0o644",
+        "etc/systemd/system/chargery@.service": "0o644",
+        "etc/chargery/chargery.env": "0o640",
+        "etc/chargery/mqtt-password": "0o600",
+        "etc/udev/rules.d/99-chargery.rules": "0o644",
+    }
+    for name, mode in expected_modes.items():
+        assert files[name][1] == mode, name
+    assert (stage / "etc/systemd/system/chargery.service").read_text() == (UNITS / "chargery.service").read_text()
+    assert (stage / "etc/chargery/mqtt-password").read_text() == ""
+    assert "CHARGERY_PORT=" in (stage / "etc/chargery/chargery.env").read_text()
+    rule = (stage / "etc/udev/rules.d/99-chargery.rules").read_text()
+    assert 'ATTRS{idVendor}=="0403"' in rule and 'ATTRS{serial}=="AB12"' in rule and 'SYMLINK+="chargery"' in rule
+    # Nothing outside the staging root: every system step is printed as skipped.
+    out = result.stdout
+    assert "skipped (DESTDIR): apt-get install -y python3 python3-serial python3-paho-mqtt" in out
+    assert re.search(r"skipped \(DESTDIR\): useradd --system .*--groups dialout chargery", out)
+    assert "skipped (DESTDIR): systemctl enable chargery.service" in out
+    assert "skipped (DESTDIR): udevadm control --reload-rules" in out
+    assert not [line for line in out.splitlines() if line.startswith("+ ")]
+    # The staged program runs.
+    staged = subprocess.run(
+        ["python3", str(stage / "opt/chargery/chargery.py"), "decode", "--hex"],
+        input="24 24",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert staged.returncode == 0 and "0 frames" in staged.stderr
+
+
+def test_a_second_install_changes_nothing_and_keeps_settings(tmp_path: Path) -> None:
+    stage = tmp_path / "stage"
+    install(stage)
+    env_file = stage / "etc/chargery/chargery.env"
+    env_file.write_text("CHARGERY_PORT=/dev/mine\n")
+    before = snapshot(stage)
+    time.sleep(0.01)
+    result = install(stage)
+    assert snapshot(stage) == before
+    assert "installed:" not in result.stdout and "kept: /etc/chargery/chargery.env (yours)" in result.stdout
+
+
+def test_venv_route_and_uninstall(tmp_path: Path) -> None:
+    stage = tmp_path / "stage"
+    result = install(stage, "--venv")
+    assert "skipped (DESTDIR): python3 -m venv /opt/chargery/venv" in result.stdout
+    dropin = (stage / "etc/systemd/system/chargery.service.d/venv.conf").read_text()
+    assert "ExecStart=\nExecStart=/opt/chargery/venv/bin/python3 /opt/chargery/chargery.py" in dropin
+    result = install(stage, "--uninstall")
+    assert not (stage / "opt/chargery").exists()
+    assert not (stage / "etc/systemd/system/chargery.service").exists()
+    assert (stage / "etc/chargery/chargery.env").exists()  # settings kept
+    install(stage, "--uninstall", "--purge")
+    assert not (stage / "etc/chargery").exists()
+
+
+# --- sd_notify and the watchdog ------------------------------------------------------------
+
+
+class NotifySocket:
+    """What systemd listens on for a Type=notify service."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def with_text(self, text: str) -> list[float]:
+        return [t for t, m in list(self.messages) if text in m]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1)
+        self.sock.close()
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
+    s = NotifySocket(tmp_path / "notify.sock")
+    yield s
+    s.close()
+
+
+def test_ready_status_and_watchdog_through_notify_socket(
+    tmp_path: Path, notify_socket: NotifySocket, bms: FakeBms
+) -> None:
+    bms.plug().stream([STATUS], interval=0.1)
+    # A broker that is not there: READY must not wait for it.
+    daemon = DaemonProcess(
+        tmp_path / "d",
+        ["--port", str(bms.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(free_port())],
+        env={"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "900000"},
+    )
+    try:
+        ready = wait_until(lambda: notify_socket.with_text("READY=1"), 10, "READY=1")
+        wait_until(lambda: len(notify_socket.with_text("WATCHDOG=1")) >= 3, 10, "watchdog pings")
+        statuses = [m for _, m in notify_socket.messages if "STATUS=" in m]
+        assert any("MQTT connecting" in m for m in statuses)
+        wait_until(
+            lambda: any("serial ok" in m and "last frame 0 s ago" in m for _, m in notify_socket.messages), 10, "status"
+        )
+        assert ready[0] <= notify_socket.with_text("WATCHDOG=1")[0]
+    finally:
+        daemon.stop()
+    assert notify_socket.with_text("STOPPING=1")
+
+
+class StuckSource:
+    """A serial port whose read can be made to hang, as a wedged USB driver would."""
+
+    def __init__(self) -> None:
+        self.stuck = threading.Event()
+        self.release = threading.Event()
+
+    def read(self, size: int = 1) -> bytes:
+        if self.stuck.is_set():
+            self.release.wait(30)
+        time.sleep(0.02)
+        return STATUS
+
+    def close(self) -> None:
+        self.release.set()
+
+
+def test_watchdog_stops_when_the_reader_is_stuck(notify_socket: NotifySocket) -> None:
+    settings = load({"port": "/dev/null", "dry_run": True, "ha_discovery": False}, environ={})
+    source = StuckSource()
+    notifier = Notifier({"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "300000"})
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below
+    daemon = Daemon(settings, sink=PrintSink(out=devnull), source_factory=lambda s: source, notifier=notifier)
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(notify_socket.with_text("WATCHDOG=1")) >= 3, 10, "pings while healthy")
+        source.stuck.set()
+        time.sleep(0.3)
+        stuck_at = time.monotonic()
+        time.sleep(1.5)
+        assert not [t for t in notify_socket.with_text("WATCHDOG=1") if t > stuck_at]
+        source.stuck.clear()
+        source.release.set()
+        wait_until(lambda: [t for t in notify_socket.with_text("WATCHDOG=1") if t > stuck_at], 10, "pings again")
+    finally:
+        daemon.stop_event.set()
+        source.release.set()
+        thread.join(5)
+        devnull.close()
+
+
+def test_no_notify_socket_means_no_notifications() -> None:
+    n = Notifier({})
+    assert not n.enabled and n.watchdog_interval is None
+    n.ready("x")
+    n.watchdog()
