@@ -31,6 +31,7 @@ from .serial_link import ByteSource, LinkLost, describe, open_source
 from .state import BatteryState, iso_time
 from .topics import OFFLINE, ONLINE, Topics
 
+_encode = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 OPEN_BACKOFF_FIRST = 1.0
 OPEN_BACKOFF_MAX = 10.0
 QUALITY_WINDOW = 60.0  # seconds over which frames per second and error rates are computed
@@ -42,6 +43,9 @@ class Sink(Protocol):
     connected: bool
 
     def publish(self, topic: str, payload: str, retain: bool = False, qos: int = 0) -> bool: ...
+
+    def publish_many(self, messages: list[tuple[str, str]]) -> None:
+        """Telemetry (not retained, QoS 0), one frame's worth at a time."""
 
 
 class PrintSink:
@@ -65,6 +69,10 @@ class PrintSink:
             self._on_closed()
             return False
         return True
+
+    def publish_many(self, messages: list[tuple[str, str]]) -> None:
+        for topic, payload in messages:
+            self.publish(topic, payload)
 
 
 class Daemon:
@@ -112,6 +120,7 @@ class Daemon:
         self._last_state_publish = 0.0
         self._quality_mark: tuple[float, int, int, int] | None = None  # (time, frames, checksum, implausible)
         self.frames_per_second: float | None = None
+        self._last_slow = float("-inf")  # monotonic time of the last once-a-second bookkeeping
 
     def _energy_path(self) -> Path | None:
         s = self.settings
@@ -137,7 +146,10 @@ class Daemon:
 
     def publish_state(self, now: float) -> None:
         self._last_state_publish = now
-        self.sink.publish(self.topics.state, json.dumps(self.state_document()))
+        self.sink.publish(self.topics.state, self.state_payload())
+
+    def state_payload(self) -> str:
+        return _encode(self.state_document())
 
     def state_document(self) -> dict[str, Any]:
         fails = self.framer.checksum_failures + self.framer.implausible
@@ -159,8 +171,7 @@ class Daemon:
                 self.sink.publish(topic, payload, retain=True, qos=1)
         self.publish_link()
         if self.state.has_data:
-            for topic, payload in self.topics.all_current(self.state):
-                self.sink.publish(topic, payload)
+            self.sink.publish_many(self.topics.all_current(self.state))
             self.publish_state(self._clock())
 
     def handle_bytes(self, data: bytes) -> None:
@@ -170,16 +181,15 @@ class Daemon:
         now = self._clock()
         wall = time.time()
         debug = LOG.isEnabledFor(logging.DEBUG)
-        publish = self.sink.publish
         slots_before = self.state.slots
+        messages: list[tuple[str, str]] = []
         for offset, frame in frames:
             if debug:
                 LOG.debug("frame at %d: %r", offset, frame)
             self.state.update(frame, wall)
             if type(frame) is StatusFrame:
                 self.energy.add(*self.state.directed_power(), now)
-            for topic, payload in self.topics.for_frame(frame, self.state):
-                publish(topic, payload)
+            messages += self.topics.for_frame(frame, self.state)
         self._last_frame = now
         self._last_frame_wall = wall
         if not self.link_online:
@@ -188,7 +198,9 @@ class Daemon:
             self.publish_link()
         if self.discovery is not None and self.state.slots != slots_before:
             self.announce()  # the model is known now: its cells get entities
-        self.publish_state(now)
+        messages.append((self.topics.state, self.state_payload()))
+        self._last_state_publish = now
+        self.sink.publish_many(messages)
 
     # --- housekeeping, once per loop turn (at least every read timeout) ------------------
 
@@ -204,6 +216,9 @@ class Daemon:
             self.publish_link()
         if self.link_online and now - self._last_state_publish >= s.heartbeat:
             self.publish_state(now)
+        if now - self._last_slow < 1.0:
+            return  # the rest is bookkeeping: once a second is plenty
+        self._last_slow = now
         self._measure_quality(now)
         self.energy.save_if_due(now)
         mqtt_ok = self._mqtt is None or self._mqtt.healthy(now)

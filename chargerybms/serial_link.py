@@ -7,6 +7,8 @@ what arrived (possibly nothing); a vanished adapter raises :class:`LinkLost`.
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 from typing import Any, Protocol
 
 from .config import Settings
@@ -51,17 +53,42 @@ class SerialPort:
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkLost(_reason(exc)) from None
         self._port = port
+        self._timeout = timeout
+        # A local tty (pyserial has made it raw, VMIN=1): one select and one read per wakeup
+        # instead of pyserial's Python read loop. URL ports keep pyserial's own read.
+        self._fd: int | None = port.fileno() if isinstance(port, serial.Serial) and port.fd is not None else None
 
-    def read(self, size: int = 1) -> bytes:
+    def read(self, size: int = 4096) -> bytes:
+        """Block until at least one byte (or the timeout), then take what has arrived, up
+        to ``size``: a frame is handled as soon as it is complete, never held back."""
+        if self._fd is not None:
+            return self._read_fd(self._fd, size)
         try:
-            waiting: int = self._port.in_waiting
-            data: bytes = self._port.read(waiting or size)
+            port = self._port
+            data: bytes = port.read(min(port.in_waiting, size) or 1)
+            if data:
+                more = min(port.in_waiting, size - len(data))
+                if more > 0:
+                    data += port.read(more)
         except (self._serial_exception, OSError, TypeError, AttributeError) as exc:
             # TypeError/AttributeError: pyserial's socket handler after the peer vanished.
             raise LinkLost(_reason(exc)) from None
         return data
 
+    def _read_fd(self, fd: int, size: int) -> bytes:
+        try:
+            ready, _, _ = select.select((fd,), (), (), self._timeout)
+            if not ready:
+                return b""
+            data = os.read(fd, size)
+        except OSError as exc:  # EIO: the adapter was unplugged
+            raise LinkLost(_reason(exc)) from None
+        if not data:  # readable but empty: hung up
+            raise LinkLost("device disconnected")
+        return data
+
     def close(self) -> None:
+        # Closing a dead port may fail in many ways; it is gone either way.
         with contextlib.suppress(Exception):
             self._port.close()
 

@@ -58,23 +58,32 @@ class BatteryState:
         self.summary: CellSummary | None = None
         self.impedance_total: float | None = None
         self.slots: int | None = None  # cell slots the BMS sends: its model
-        self.seen: dict[str, float] = {}  # frame type -> wall-clock time last seen
+        self.seen: dict[str, str] = {}  # frame type -> when last seen (ISO 8601, UTC)
+        self._iso: tuple[int, str | None] = (-1, None)  # the last second formatted
+
+    def _stamp(self, wall: float) -> str | None:
+        second = int(wall)
+        if self._iso[0] != second:
+            self._iso = (second, iso_time(second))
+        return self._iso[1]
 
     def update(self, frame: Frame, wall: float) -> None:
         limit = self.cell_limit
+        stamp = self._stamp(wall)
+        assert stamp is not None
         if type(frame) is StatusFrame:
             self.status = frame
-            self.seen["status"] = wall
+            self.seen["status"] = stamp
         elif type(frame) is CellsFrame:
             self.cells = frame
             self.slots = len(frame.cell_voltages)
             self.summary = CellSummary.of(frame.cell_voltages[:limit] if limit else frame.cell_voltages)
-            self.seen["cells"] = wall
+            self.seen["cells"] = stamp
         elif type(frame) is ImpedancesFrame:
             self.impedances = frame
             values = frame.cell_impedances[:limit] if limit else frame.cell_impedances
             self.impedance_total = round(sum(values), 1)
-            self.seen["impedances"] = wall
+            self.seen["impedances"] = stamp
 
     @property
     def has_data(self) -> bool:
@@ -137,9 +146,9 @@ class BatteryState:
             "impedance_total": self.impedance_total,
             "impedance_mode": imp.mode if imp else None,
             "impedance_current": imp.current if imp else None,
-            "cells_seen": iso_time(self.seen.get("cells")),
-            "status_seen": iso_time(self.seen.get("status")),
-            "impedances_seen": iso_time(self.seen.get("impedances")),
+            "cells_seen": self.seen.get("cells"),
+            "status_seen": self.seen.get("status"),
+            "impedances_seen": self.seen.get("impedances"),
         }
         if extra:
             doc.update(extra)

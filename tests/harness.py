@@ -135,6 +135,7 @@ class Received:
     topic: str
     payload: str
     retain: bool
+    arrived: float  # time.monotonic() when the subscriber got it
 
 
 class Subscriber:
@@ -166,7 +167,9 @@ class Subscriber:
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         with self._lock:
-            self.messages.append(Received(msg.topic, msg.payload.decode(errors="replace"), bool(msg.retain)))
+            self.messages.append(
+                Received(msg.topic, msg.payload.decode(errors="replace"), bool(msg.retain), time.monotonic())
+            )
 
     def close(self) -> None:
         self.client.loop_stop()

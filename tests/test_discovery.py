@@ -177,3 +177,7 @@ class _Recorder:
     def publish(self, topic: str, payload: str, retain: bool = False, qos: int = 0) -> bool:
         self.published.append((topic, payload, retain))
         return True
+
+    def publish_many(self, messages: list[tuple[str, str]]) -> None:
+        for topic, payload in messages:
+            self.publish(topic, payload)

@@ -1,0 +1,265 @@
+"""End-to-end performance of the real daemon: CPU per frame, loss, latency, memory, start-up, idle.
+
+    python3 bench/daemon_bench.py            the full run (about 2 minutes)
+    python3 bench/daemon_bench.py --quick    a short run (about 30 s), as the test suite does
+    python3 bench/daemon_bench.py --soak 600 add 10 minutes at line rate for the memory record
+
+Runs ``chargery.py`` as a subprocess against a real mosquitto on a free loopback port, with a
+pseudo-terminal fed by the simulator standing in for the BMS, and a real subscriber. It
+prints figures next to their targets; it asserts nothing (this machine is shared and noisy).
+
+Needs mosquitto, paho-mqtt and pyserial (``pip install -e .[dev]``, ``apt-get install mosquitto``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from harness import Broker, DaemonProcess, FakeBms, Subscriber, wait_until  # noqa: E402
+
+from chargerybms.simulator import SimulatedBms  # noqa: E402
+
+LINE_RATE = 115200 / 10  # bytes per second: 8N1 is 10 bits a byte
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 1e6
+
+
+def counted_frames(chunks: list[bytes]) -> dict[int, int]:
+    out = {0x56: 0, 0x57: 0, 0x58: 0}
+    for c in chunks:
+        if c.startswith(b"$$"):
+            out[c[2]] += 1
+    return out
+
+
+class Pacer(threading.Thread):
+    """Writes simulator bytes into the pseudo-terminal at exactly the serial line rate."""
+
+    def __init__(self, bms: FakeBms, seconds: float, seed: int = 1) -> None:
+        super().__init__(daemon=True)
+        self.bms = bms
+        self.seconds = seconds
+        self.sim = SimulatedBms(16, firmware="1.26", seed=seed, cycle=120)
+        self.written: list[bytes] = []
+        self.bytes = 0
+
+    def run(self) -> None:
+        start = time.monotonic()
+        source = self.sim.seconds(10**9)
+        while time.monotonic() - start < self.seconds:
+            chunk = next(source)
+            due = start + self.bytes / LINE_RATE
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.bms.write(chunk)
+            self.written.append(chunk)
+            self.bytes += len(chunk)
+
+
+def flags(broker: Broker, bms: FakeBms, *extra: str) -> list[str]:
+    """The default configuration (Home Assistant discovery on, every topic, state) plus ``extra``."""
+    return ["--port", str(bms.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port), *extra]
+
+
+def line_rate(work: Path, broker: Broker, seconds: float, *extra: str) -> dict[str, float]:
+    bms = FakeBms(work / "ttyLine").plug()
+    sub = Subscriber(broker, ["chargerybms/current", "chargerybms/batteryvolt", "chargerybms/aggimped"])
+    daemon = DaemonProcess(work / f"line{len(extra)}", flags(broker, bms, *extra))
+    try:
+        wait_until(lambda: "MQTT: connected" in daemon.log() and "serial: opened" in daemon.log(), 15, "daemon up")
+        warm_up = SimulatedBms(16, firmware="1.26", seed=9)
+        for chunk in warm_up.seconds(3):  # the first cell frame announces the model to Home Assistant
+            bms.write(chunk)
+        time.sleep(1.0)
+        sub.clear()
+        rss_start = rss_mb(daemon.proc.pid)
+        cpu_start = cpu_seconds(daemon.proc.pid)
+        pacer = Pacer(bms, seconds)
+        pacer.start()
+        pacer.join()
+        time.sleep(1.5)  # let the last frames through
+        cpu = cpu_seconds(daemon.proc.pid) - cpu_start
+        rss_end = rss_mb(daemon.proc.pid)
+        written = counted_frames(pacer.written)
+        received = {
+            0x57: len(sub.on("chargerybms/current")),
+            0x56: len(sub.on("chargerybms/batteryvolt")),
+            0x58: len(sub.on("chargerybms/aggimped")),
+        }
+        frames = sum(written.values())
+        return {
+            "seconds": seconds,
+            "bytes": pacer.bytes,
+            "frames": frames,
+            "received": sum(received.values()),
+            "lost": sum(max(0, written[k] - received[k]) for k in written),
+            "cpu_s": cpu,
+            "cpu_ms_per_frame": 1000 * cpu / max(1, frames),
+            "rss_start": rss_start,
+            "rss_end": rss_end,
+        }
+    finally:
+        daemon.stop()
+        sub.close()
+        bms.close()
+
+
+def latency(work: Path, broker: Broker, samples: int) -> list[float]:
+    """Last byte of a status frame written -> its current value at a subscriber, at the
+    BMS's real cadence (a status frame a second, cells every two)."""
+    bms = FakeBms(work / "ttyLat").plug()
+    sub = Subscriber(broker, ["chargerybms/current"])
+    daemon = DaemonProcess(work / "lat", flags(broker, bms))
+    sim = SimulatedBms(16, firmware="1.26")
+    out: list[float] = []
+    try:
+        wait_until(lambda: "MQTT: connected" in daemon.log() and "serial: opened" in daemon.log(), 15, "daemon up")
+        for chunk in sim.seconds(2):  # warm-up: the first cell frame announces the model to Home Assistant
+            bms.write(chunk)
+        time.sleep(0.5)
+        for _ in range(samples):
+            frames = sim.frames_at(sim.t)
+            sim.t += 1
+            for frame in frames[1:]:  # cells/impedances first, the timed status frame last
+                bms.write(frame)
+            time.sleep(0.05)
+            before = len(sub.on("chargerybms/current"))
+            bms.write(frames[0])
+            written = time.monotonic()
+            wait_until(lambda n=before: len(sub.on("chargerybms/current")) > n, 5, "the value")
+            out.append((sub.on("chargerybms/current")[-1].arrived - written) * 1000)
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - written)))
+    finally:
+        daemon.stop()
+        sub.close()
+        bms.close()
+    return out
+
+
+def idle(work: Path, broker: Broker, seconds: float) -> float:
+    """CPU share of one core with the BMS silent and the broker connected."""
+    bms = FakeBms(work / "ttyIdle").plug()
+    daemon = DaemonProcess(work / "idle", flags(broker, bms))
+    try:
+        wait_until(lambda: "MQTT: connected" in daemon.log() and "serial: opened" in daemon.log(), 15, "daemon up")
+        time.sleep(2.0)
+        cpu0, t0 = cpu_seconds(daemon.proc.pid), time.monotonic()
+        time.sleep(seconds)
+        return 100 * (cpu_seconds(daemon.proc.pid) - cpu0) / (time.monotonic() - t0)
+    finally:
+        daemon.stop()
+        bms.close()
+
+
+def startup(runs: int) -> float:
+    """Process start to the first publication line with --demo (median, ms)."""
+    times = []
+    for _ in range(runs):
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "chargery.py"), "--demo"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        times.append((time.monotonic() - start) * 1000)
+        proc.terminate()
+        proc.wait()
+    return statistics.median(times)
+
+
+def import_ms() -> tuple[float, float]:
+    """(the package's own modules, the package with paho-mqtt and pyserial) in ms, from -X importtime."""
+    code = "import chargerybms.cli, chargerybms.daemon, chargerybms.mqtt_link, chargerybms.serial_link, paho.mqtt.client, serial"
+    best_pkg = best_all = float("inf")
+    for _ in range(5):
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+        )
+        pkg = total = 0
+        for line in result.stderr.splitlines():
+            parts = line.split("|")
+            if len(parts) != 3 or not parts[1].strip().isdigit():
+                continue
+            name = parts[2].rstrip()
+            if name.startswith(" ") and not name.startswith("  "):  # a top-level import
+                total += int(parts[1])
+                if name.strip().startswith("chargerybms"):
+                    pkg += int(parts[1])
+        best_pkg, best_all = min(best_pkg, pkg / 1000), min(best_all, total / 1000)
+    return best_pkg, best_all
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short run (CI smoke)")
+    parser.add_argument("--soak", type=float, default=0, help="extra seconds at line rate for the memory record")
+    args = parser.parse_args()
+    line_seconds = 8 if args.quick else 25
+    samples = 5 if args.quick else 30
+    idle_seconds = 5 if args.quick else 20
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        broker = Broker(work / "broker").start()
+        try:
+            r = line_rate(work, broker, line_seconds)
+            print(
+                f"line rate: {r['frames']:.0f} frames ({r['bytes']:.0f} bytes) in {r['seconds']:.0f} s at 115200 baud, default settings"
+            )
+            print(f"  cpu per frame: {r['cpu_ms_per_frame']:.3f} ms (target <= 0.25 ms)")
+            print(
+                f"  at the real cadence (~1.5 frames/s): {r['cpu_ms_per_frame'] * 1.5 / 10:.4f} % of a core (target < 0.1 %)"
+            )
+            print(f"  published: {r['received']:.0f} of {r['frames']:.0f} frames, lost {r['lost']:.0f} (target 0)")
+            print(
+                f"  rss: {r['rss_start']:.1f} MB after start, {r['rss_end']:.1f} MB after the run (target < 30 MB, no growth)"
+            )
+            c = line_rate(work, broker, line_seconds, "--publish-cells")
+            print(
+                f"  with --publish-cells (16 more topics per cell frame): {c['cpu_ms_per_frame']:.3f} ms per frame, lost {c['lost']:.0f}"
+            )
+            if args.soak:
+                s = line_rate(work, broker, args.soak)
+                print(
+                    f"soak: {args.soak:.0f} s at line rate: rss {s['rss_start']:.1f} -> {s['rss_end']:.1f} MB, lost {s['lost']:.0f}"
+                )
+            lat = latency(work, broker, samples)
+            q = statistics.quantiles(lat, n=100) if len(lat) > 1 else lat * 99
+            print(
+                f"latency ({len(lat)} frames, real cadence): p50 {statistics.median(lat):.2f} ms, p99 {q[98]:.2f} ms (target p99 < 10 ms)"
+            )
+            print(
+                f"idle (BMS silent, broker connected): {idle(work, broker, idle_seconds):.3f} % of a core (target < 0.05 %)"
+            )
+        finally:
+            broker.stop()
+    print(f"start-up to first publication with --demo: {startup(3 if args.quick else 7):.0f} ms (target < 1000 ms)")
+    pkg, total = import_ms()
+    print(f"import time: chargerybms {pkg:.1f} ms, with paho-mqtt and pyserial {total:.1f} ms (target < 150 ms)")
+    print(f"python {sys.version.split()[0]} on {os.uname().machine}, {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
