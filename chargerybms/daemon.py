@@ -8,7 +8,6 @@ a broker outage ends it: each is logged (rate-limited), reported on the ``link``
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -28,10 +27,9 @@ from .logs import LOG, RateLimited, setup
 from .notify import Notifier
 from .protocol import Framer, StatusFrame
 from .serial_link import ByteSource, LinkLost, describe, open_source
-from .state import BatteryState, iso_time
+from .state import BatteryState
 from .topics import OFFLINE, ONLINE, Topics
 
-_encode = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 OPEN_BACKOFF_FIRST = 1.0
 OPEN_BACKOFF_MAX = 10.0
 QUALITY_WINDOW = 60.0  # seconds over which frames per second and error rates are computed
@@ -116,7 +114,6 @@ class Daemon:
         self.sink: Sink = sink
         self.link_online = False
         self._last_frame: float | None = None  # monotonic
-        self._last_frame_wall: float | None = None
         self._last_state_publish = 0.0
         self._quality_mark: tuple[float, int, int, int] | None = None  # (time, frames, checksum, implausible)
         self.frames_per_second: float | None = None
@@ -149,20 +146,20 @@ class Daemon:
         self.sink.publish(self.topics.state, self.state_payload())
 
     def state_payload(self) -> str:
-        return _encode(self.state_document())
+        return self.state.document_json(self._state_extra())
 
     def state_document(self) -> dict[str, Any]:
-        fails = self.framer.checksum_failures + self.framer.implausible
-        return self.state.document(
-            {
-                "energy_charged": self.energy.charged_kwh,
-                "energy_discharged": self.energy.discharged_kwh,
-                "frames_per_second": self.frames_per_second,
-                "checksum_failures": fails,
-                "last_frame": iso_time(self._last_frame_wall),
-                "link": ONLINE if self.link_online else OFFLINE,
-            }
-        )
+        return self.state.document(self._state_extra())
+
+    def _state_extra(self) -> dict[str, Any]:
+        return {
+            "energy_charged": self.energy.charged_kwh,
+            "energy_discharged": self.energy.discharged_kwh,
+            "frames_per_second": self.frames_per_second,
+            "checksum_failures": self.framer.checksum_failures + self.framer.implausible,
+            "last_frame": self.state.last_seen,
+            "link": ONLINE if self.link_online else OFFLINE,
+        }
 
     def announce(self) -> None:
         """Everything a fresh subscriber needs: discovery, link, the latest values."""
@@ -191,7 +188,6 @@ class Daemon:
                 self.energy.add(*self.state.directed_power(), now)
             messages += self.topics.for_frame(frame, self.state)
         self._last_frame = now
-        self._last_frame_wall = wall
         if not self.link_online:
             self.link_online = True
             LOG.info("serial: receiving frames from %s", describe(self.settings))

@@ -7,6 +7,8 @@ Pure: the caller passes the clock readings in. :meth:`BatteryState.document` is 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +62,8 @@ class BatteryState:
         self.slots: int | None = None  # cell slots the BMS sends: its model
         self.seen: dict[str, str] = {}  # frame type -> when last seen (ISO 8601, UTC)
         self._iso: tuple[int, str | None] = (-1, None)  # the last second formatted
+        self._encoded: dict[str, str] = {}
+        self._stale_parts = {"cells": True, "status": True, "impedances": True}
 
     def _stamp(self, wall: float) -> str | None:
         second = int(wall)
@@ -74,16 +78,19 @@ class BatteryState:
         if type(frame) is StatusFrame:
             self.status = frame
             self.seen["status"] = stamp
+            self._stale_parts["status"] = True
         elif type(frame) is CellsFrame:
             self.cells = frame
             self.slots = len(frame.cell_voltages)
             self.summary = CellSummary.of(frame.cell_voltages[:limit] if limit else frame.cell_voltages)
             self.seen["cells"] = stamp
+            self._stale_parts["cells"] = True
         elif type(frame) is ImpedancesFrame:
             self.impedances = frame
             values = frame.cell_impedances[:limit] if limit else frame.cell_impedances
             self.impedance_total = round(sum(values), 1)
             self.seen["impedances"] = stamp
+            self._stale_parts["impedances"] = True
 
     @property
     def has_data(self) -> bool:
@@ -114,25 +121,18 @@ class BatteryState:
             return 0.0, magnitude
         return 0.0, 0.0
 
-    def document(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The ``state`` JSON document. A value the BMS has not sent is null, never 0."""
-        cells, status, imp, summary = self.cells, self.status, self.impedances, self.summary
-        charge_power, discharge_power = self.directed_power()
-        doc: dict[str, Any] = {
+    @property
+    def last_seen(self) -> str | None:
+        """When the latest frame of any type arrived (ISO 8601, UTC)."""
+        return self._iso[1]
+
+    # The state document in parts, one per frame type: a part changes only when its frame
+    # arrives, so its JSON is encoded then, once, not again for every publication.
+
+    def _cells_part(self) -> dict[str, Any]:
+        cells, summary = self.cells, self.summary
+        return {
             "pack_voltage": summary.pack_voltage if summary else None,
-            "current": status.current if status else None,
-            "power": self.power,
-            "charge_power": charge_power,
-            "discharge_power": discharge_power,
-            "soc": self.soc,
-            "mode": status.mode if status else None,
-            "mode_code": status.mode_code if status else None,
-            "temperature_1": status.temperature_1 if status else None,
-            "temperature_2": status.temperature_2 if status else None,
-            "charge_end_voltage": status.charge_end_voltage if status else None,
-            "discharge_end_voltage": status.discharge_end_voltage if status else None,
-            "charge_protection": status.charge_protection if status else None,
-            "discharge_protection": status.discharge_protection if status else None,
             "energy_wh": cells.energy_wh if cells else None,
             "capacity_ah": cells.capacity_ah if cells else None,
             "cell_count": len(summary.voltages) if summary else None,
@@ -142,14 +142,66 @@ class BatteryState:
             "cell_min_index": summary.cell_min_index if summary else None,
             "cell_max_index": summary.cell_max_index if summary else None,
             "cell_delta": summary.cell_delta if summary else None,
+            "cells_seen": self.seen.get("cells"),
+        }
+
+    def _status_part(self) -> dict[str, Any]:
+        status = self.status
+        return {
+            "current": status.current if status else None,
+            "mode": status.mode if status else None,
+            "mode_code": status.mode_code if status else None,
+            "temperature_1": status.temperature_1 if status else None,
+            "temperature_2": status.temperature_2 if status else None,
+            "charge_end_voltage": status.charge_end_voltage if status else None,
+            "discharge_end_voltage": status.discharge_end_voltage if status else None,
+            "charge_protection": status.charge_protection if status else None,
+            "discharge_protection": status.discharge_protection if status else None,
+            "status_seen": self.seen.get("status"),
+        }
+
+    def _impedances_part(self) -> dict[str, Any]:
+        imp = self.impedances
+        return {
             "cell_impedances": list(imp.cell_impedances[: self.cell_limit or None]) if imp else None,
             "impedance_total": self.impedance_total,
             "impedance_mode": imp.mode if imp else None,
             "impedance_current": imp.current if imp else None,
-            "cells_seen": self.seen.get("cells"),
-            "status_seen": self.seen.get("status"),
             "impedances_seen": self.seen.get("impedances"),
         }
+
+    def _combined_part(self, extra: dict[str, Any] | None) -> dict[str, Any]:
+        """Values that depend on more than one frame, and the caller's extras."""
+        charge_power, discharge_power = self.directed_power()
+        part = {"power": self.power, "charge_power": charge_power, "discharge_power": discharge_power, "soc": self.soc}
         if extra:
-            doc.update(extra)
-        return doc
+            part.update(extra)
+        return part
+
+    def document(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The ``state`` JSON document. A value the BMS has not sent is null, never 0."""
+        return {
+            **self._cells_part(),
+            **self._status_part(),
+            **self._impedances_part(),
+            **self._combined_part(extra),
+        }
+
+    def document_json(self, extra: dict[str, Any] | None = None) -> str:
+        """:meth:`document` as JSON, reusing each frame type's part as encoded on arrival."""
+        parts = self._encoded
+        for kind, stale in self._stale_parts.items():
+            if stale:
+                parts[kind] = _encode(_PARTS[kind](self))[1:-1]
+                self._stale_parts[kind] = False
+        return (
+            f"{{{parts['cells']},{parts['status']},{parts['impedances']},{_encode(self._combined_part(extra))[1:-1]}}}"
+        )
+
+
+_encode = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+_PARTS: dict[str, Callable[[BatteryState], dict[str, Any]]] = {
+    "cells": BatteryState._cells_part,
+    "status": BatteryState._status_part,
+    "impedances": BatteryState._impedances_part,
+}
