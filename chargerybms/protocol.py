@@ -141,18 +141,7 @@ def _status_decoder(length: int, strict: bool) -> _Decoder:
             end_mv, mode, deci_amps, t1, t2, soc = _STATUS_15.unpack_from(data, start + 4)
             if strict and (end_mv > MAX_MILLIVOLTS or mode > 2 or soc > MAX_SOC):
                 return None
-            return StatusFrame(
-                end_mv / 1000,
-                MODE_NAMES.get(mode, UNKNOWN_MODE),
-                mode,
-                -deci_amps / 10 if mode == 0 and deci_amps else deci_amps / 10,
-                t1 / 10,
-                t2 / 10,
-                soc,
-                None,
-                None,
-                None,
-            )
+            return _status_frame(end_mv, mode, deci_amps, t1, t2, soc, None, None, None)
 
         return decode15
 
@@ -160,20 +149,35 @@ def _status_decoder(length: int, strict: bool) -> _Decoder:
         end_mv, mode, deci_amps, t1, t2, soc, dis_mv, cprot, dprot = _STATUS_19.unpack_from(data, start + 4)
         if strict and (end_mv > MAX_MILLIVOLTS or mode > 2 or soc > MAX_SOC or dis_mv > MAX_MILLIVOLTS):
             return None
-        return StatusFrame(
-            end_mv / 1000,
-            MODE_NAMES.get(mode, UNKNOWN_MODE),
-            mode,
-            -deci_amps / 10 if mode == 0 and deci_amps else deci_amps / 10,
-            t1 / 10,
-            t2 / 10,
-            soc,
-            dis_mv / 1000,
-            cprot != 0,
-            dprot != 0,
-        )
+        return _status_frame(end_mv, mode, deci_amps, t1, t2, soc, dis_mv / 1000, cprot != 0, dprot != 0)
 
     return decode19
+
+
+def _status_frame(  # noqa: PLR0917 - the hot path passes unpacked integers straight on
+    end_mv: int,
+    mode: int,
+    deci_amps: int,
+    t1: int,
+    t2: int,
+    soc: int,
+    discharge_end: float | None,
+    charge_protection: bool | None,
+    discharge_protection: bool | None,
+) -> StatusFrame:
+    """A status frame with a mode byte (15 and 19 bytes), from the raw integers."""
+    return StatusFrame(
+        end_mv / 1000,
+        MODE_NAMES.get(mode, UNKNOWN_MODE),
+        mode,
+        -deci_amps / 10 if mode == 0 and deci_amps else deci_amps / 10,
+        t1 / 10,
+        t2 / 10,
+        soc,
+        discharge_end,
+        charge_protection,
+        discharge_protection,
+    )
 
 
 def _cells_decoder(slots: int, with_energy: bool, strict: bool) -> _Decoder:

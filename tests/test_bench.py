@@ -1,0 +1,27 @@
+"""The benchmarks stay runnable with one command. They print figures; nothing here judges
+the numbers (this machine is shared and noisy), only that every figure is produced."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from helpers import ROOT, require_tool
+
+
+def run(*args: str) -> str:
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_decode_benchmark_runs() -> None:
+    out = run("bench/decode_bench.py", "--seconds", "600", "--repeat", "1")
+    assert "frames/s" in out and "cli decode:" in out
+
+
+def test_daemon_benchmark_runs() -> None:
+    require_tool("mosquitto")
+    out = run("bench/daemon_bench.py", "--quick")
+    for figure in ("cpu per frame:", "lost 0", "rss:", "latency", "idle", "start-up", "import time"):
+        assert figure in out, figure
