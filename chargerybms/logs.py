@@ -53,6 +53,11 @@ class RateLimited:
         LOG.log(level, message, *args)
         return True
 
+    def reset_all(self) -> None:
+        """Everything is fine again: every next failure is news."""
+        self._last.clear()
+        self._held.clear()
+
     def reset(self, key: str) -> None:
         """The condition is over: the next occurrence is news again."""
         self._last.pop(key, None)

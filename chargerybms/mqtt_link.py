@@ -57,6 +57,7 @@ class MqttLink:
         self.connects = 0  # successful connects so far
         self.where = f"{settings.mqtt_host}:{settings.mqtt_port}"
         self._alive_until = float("inf")  # the network thread promises to come round by then
+        self._last_error: BaseException | str | None = None  # why the last connection ended, if known
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -67,6 +68,14 @@ class MqttLink:
         if settings.mqtt_tls:
             client.tls_set_context(_tls_context(settings))
         client.will_set(will_topic, "offline", qos=1, retain=True)
+        # paho reports some failures only in its log (a TLS alert after the handshake, say):
+        # keep its last error for our own message. Error level only, so the per-publish
+        # debug lines are never even formatted.
+        paho_log = logging.getLogger(f"chargery.paho.{id(self)}")
+        paho_log.propagate = False
+        paho_log.setLevel(logging.ERROR)
+        paho_log.addHandler(_LastError(self))
+        client.enable_logger(paho_log)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
@@ -138,6 +147,7 @@ class MqttLink:
         while not self._stop.is_set():
             self._promise(CONNECT_TIMEOUT)
             connects_before = self.connects
+            self._last_error = None
             try:
                 client.connect(self._settings.mqtt_host, self._settings.mqtt_port, keepalive=KEEPALIVE)
             except ssl.SSLError as exc:
@@ -162,6 +172,8 @@ class MqttLink:
             else:
                 self._serve(client)
                 self.connected = False
+                if self.connects == connects_before and not self._stop.is_set():
+                    self._refused_during_login(delay)
                 if self._stop.is_set():
                     break
                 if self.connects > connects_before:
@@ -194,12 +206,27 @@ class MqttLink:
                     return
                 if wake in readable:
                     os.read(wake, 4096)
-            if sock in readable and client.loop_read() != 0:
+            try:
+                if sock in readable and client.loop_read() != 0:
+                    return
+            except (ssl.SSLError, OSError) as exc:  # e.g. the broker's TLS alert after the handshake
+                self._last_error = exc
                 return
             if client.want_write() and client.loop_write() != 0:
                 return
             if client.loop_misc() != 0:
                 return
+
+    def _refused_during_login(self, delay: float) -> None:
+        """The connection ended before the broker accepted it (no CONNACK)."""
+        exc = self._last_error
+        reason = str(exc) if exc is not None else "the broker closed the connection before accepting it"
+        if "certificate required" in reason.lower() or "certificate_required" in reason.lower():
+            reason += " (the broker wants a client certificate: --mqtt-cert-file and --mqtt-key-file)"
+        # Keyed by the reason: a racy first reason ("EOF") must not hide the precise one.
+        self._limited.log(
+            logging.ERROR, f"login:{reason}", "MQTT: %s: %s; retrying in %.0f s", self.where, reason, delay
+        )
 
     def _wake(self) -> None:
         try:
@@ -220,8 +247,7 @@ class MqttLink:
                 logging.ERROR, "refused", "MQTT: %s refused the connection: %s%s", self.where, reason, hint
             )
             return
-        for key in ("connect", "tls", "refused"):
-            self._limited.reset(key)
+        self._limited.reset_all()
         self.connects += 1
         LOG.info("MQTT: connected to %s%s", self.where, " (TLS)" if self._settings.mqtt_tls else "")
         for topic in self._subscriptions:
@@ -241,6 +267,17 @@ class MqttLink:
             self._on_message_cb(message.topic, message.payload)
         except Exception:
             LOG.exception("MQTT: error while handling a message on %s", message.topic)
+
+
+class _LastError(logging.Handler):
+    """Remembers paho's last error line on its link."""
+
+    def __init__(self, link: MqttLink) -> None:
+        super().__init__(logging.ERROR)
+        self._link = link
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._link._last_error = record.getMessage()
 
 
 def _set_cork(sock: Any, value: int) -> bool:

@@ -42,6 +42,8 @@ class Tls:
     cert: Path
     key: Path
     other_ca: Path  # a CA that did not sign the broker's certificate
+    client_cert: Path  # signed by ``ca``, for brokers that require client certificates
+    client_key: Path
 
 
 def make_tls(directory: Path) -> Tls:
@@ -58,7 +60,11 @@ def make_tls(directory: Path) -> Tls:
     (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
         "-extfile", "san.ext", "-out", "server.crt")  # fmt: skip
-    return Tls(directory / "ca.crt", directory / "server.crt", directory / "server.key", directory / "other.crt")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=chargery", "-keyout", "client.key", "-out", "client.csr")
+    run("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+        "-out", "client.crt")  # fmt: skip
+    d = directory
+    return Tls(d / "ca.crt", d / "server.crt", d / "server.key", d / "other.crt", d / "client.crt", d / "client.key")
 
 
 # --- the broker -------------------------------------------------------------------------
@@ -67,7 +73,14 @@ def make_tls(directory: Path) -> Tls:
 class Broker:
     """mosquitto on a free loopback port. ``tls_port`` adds a TLS listener beside it."""
 
-    def __init__(self, directory: Path, *, users: dict[str, str] | None = None, tls: Tls | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        users: dict[str, str] | None = None,
+        tls: Tls | None = None,
+        require_client_cert: bool = False,
+    ) -> None:
         self.exe = require_tool("mosquitto")
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
@@ -82,6 +95,8 @@ class Broker:
                 f"certfile {tls.cert}",
                 f"keyfile {tls.key}",
             ]
+            if require_client_cert:
+                lines.append("require_certificate true")
         # As root, mosquitto would switch to its own user and lose access to the test's files.
         lines += [f"user {pwd.getpwuid(os.getuid()).pw_name}", "persistence false", f"log_dest file {self.log_path}",
                   "log_type all", "per_listener_settings false"]  # fmt: skip

@@ -315,3 +315,74 @@ def test_status_frames_and_silence_never_crash_on_13_byte_frames(
     assert not subscriber.on(f"{P}/modename")  # a 13-byte frame has no mode: nothing invented
     state = json.loads(subscriber.wait(f"{P}/state").payload)
     assert state["mode"] is None and state["soc"] is None
+
+
+def test_a_network_bridge_url_works_and_reconnects(
+    broker: Broker, subscriber: Subscriber, start_daemon: StartDaemon
+) -> None:
+    """--port socket://host:port, as with ser2net or ESP-Link: pyserial's URL handlers."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    stop = threading.Event()
+    connections: list[socket.socket] = []
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            connections.append(conn)
+            try:
+                while not stop.is_set() and conn.fileno() >= 0:
+                    conn.sendall(STATUS + SPACER + CELLS)
+                    time.sleep(0.1)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        daemon = start_daemon("--port", f"socket://127.0.0.1:{port}", *broker_flags(broker))
+        assert subscriber.wait(f"{P}/batteryvolt").payload == "53.294"
+        subscriber.clear()
+        connections[0].close()  # the bridge drops the connection
+        daemon.wait_log("went away")
+        assert subscriber.wait(f"{P}/current", timeout=20).payload == "23.0"
+        assert len(connections) >= 2 and daemon.alive()
+    finally:
+        stop.set()
+        thread.join(2)
+        server.close()
+
+
+def test_tls_with_a_client_certificate(tmp_path: Path, bms: FakeBms, start_daemon: StartDaemon) -> None:
+    tls = make_tls(tmp_path / "tls")
+    broker = Broker(tmp_path / "mtls", tls=tls, require_client_cert=True).start()
+    try:
+        sub = Subscriber(broker)
+        bms.plug().stream([STATUS], interval=0.1)
+        flags = ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.tls_port), "--mqtt-tls", "--no-ha-discovery",
+                 "--mqtt-ca-file", str(tls.ca)]  # fmt: skip
+        without = start_daemon("--port", str(bms.path), *flags, "--topic-prefix", "anon")
+        without.wait_log("client certificate")
+        other = FakeBms(tmp_path / "ttyCert").plug()
+        other.stream([STATUS], interval=0.1)
+        with_cert = start_daemon(
+            "--port", str(other.path), *flags, "--topic-prefix", "cert",
+            "--mqtt-cert-file", str(tls.client_cert), "--mqtt-key-file", str(tls.client_key), name="cert",
+        )  # fmt: skip
+        assert sub.wait("cert/current").payload == "23.0"
+        with_cert.wait_log("(TLS)")
+        assert not [m for m in sub.messages if m.topic.startswith("anon/")]
+        assert without.alive() and "connected to" not in without.log()
+        sub.close()
+        other.close()
+    finally:
+        broker.stop()
