@@ -267,5 +267,10 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"demo_model: {s.demo_model} is not a Chargery model (8, 16 or 24)")
     if s.demo_firmware not in ("1.22", "1.25", "1.26"):
         raise ConfigError(f"demo_firmware: {s.demo_firmware!r} is not one of 1.22, 1.25, 1.26")
+    if s.log_file:
+        target = Path(s.log_file)
+        writable = os.access(target, os.W_OK) if target.exists() else os.access(target.parent, os.W_OK)
+        if target.is_dir() or not writable:
+            raise ConfigError(f"log_file: cannot write {s.log_file}")
     if s.demo_speed <= 0:
         raise ConfigError(f"demo_speed: {s.demo_speed:g} must be more than 0")

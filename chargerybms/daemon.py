@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import __version__
 from .config import ConfigError, Settings
@@ -29,6 +29,9 @@ from .protocol import Framer, StatusFrame
 from .serial_link import ByteSource, LinkLost, describe, open_source
 from .state import BatteryState
 from .topics import OFFLINE, ONLINE, Topics
+
+if TYPE_CHECKING:
+    from .mqtt_link import MqttLink  # imported for real only when a broker is used
 
 OPEN_BACKOFF_FIRST = 1.0
 OPEN_BACKOFF_MAX = 10.0
@@ -95,7 +98,7 @@ class Daemon:
         self.discovery = Discovery(settings) if settings.ha_discovery else None
         self.energy = EnergyMeters(self._energy_path())
         self._resync = threading.Event()  # set by the MQTT thread: republish everything
-        self._mqtt: Any = None
+        self._mqtt: MqttLink | None = None
         if sink is None:
             if settings.dry_run:
                 sink = PrintSink(on_closed=self.stop_event.set)

@@ -292,6 +292,8 @@ def test_tls_needs_the_right_ca_and_never_falls_back(tmp_path: Path, bms: FakeBm
         ([], {"CHARGERY_PUBLISH_CELLS": "perhaps"}, "publish_cells"),
         (["--mqtt-password-file", "/nonexistent/secret"], {}, "mqtt_password_file"),
         (["--mqtt-ca-file", "/etc/hostname"], {}, "mqtt_ca_file"),
+        (["--log-file", "/nonexistent/dir/chargery.log"], {}, "log_file"),
+        (["--mqtt-tls", "--mqtt-ca-file", "/etc/hostname"], {}, "mqtt_ca_file"),  # not a certificate
     ],
 )
 def test_bad_settings_exit_2_naming_the_setting(args: list[str], env: dict[str, str], setting: str) -> None:
