@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from .config import Settings
-from .protocol import HEADER, CellsFrame, Framer, FramerStats, StatusFrame
+from .protocol import HEADER, SPACER, CellsFrame, Framer, FramerStats, StatusFrame
 from .serial_link import LinkLost, SerialPort
 
 WIRED_MIN_VOLTS = 1.0  # below this a slot carries junk, not a cell
@@ -22,27 +22,30 @@ class Listening:
     headers: int  # "$$" seen in the raw bytes
     cells: list[CellsFrame] = field(default_factory=list)
     status: list[StatusFrame] = field(default_factory=list)
+    spacers: int = 0  # the BMS's "h::3" text seen in the raw bytes
 
 
 def listen(port: SerialPort, seconds: float) -> Listening:
     framer = Framer()
     cells: list[CellsFrame] = []
     status: list[StatusFrame] = []
-    headers = 0
+    headers = spacers = 0
     tail = b""
     start = time.monotonic()
     while (elapsed := time.monotonic() - start) < seconds:
         data = port.read(4096)
         if not data:
             continue
-        headers += (tail + data).count(HEADER)
-        tail = data[-1:]
+        # Count markers that straddle two reads once: keep just too little to hold a whole one.
+        headers += (tail[-1:] + data).count(HEADER)
+        spacers += (tail + data).count(SPACER)
+        tail = (tail + data)[-(len(SPACER) - 1) :]
         for _, frame in framer.feed(data):
             if isinstance(frame, CellsFrame):
                 cells.append(frame)
             elif isinstance(frame, StatusFrame):
                 status.append(frame)
-    return Listening(max(elapsed, seconds), framer.stats(), headers, cells, status)
+    return Listening(max(elapsed, seconds), framer.stats(), headers, cells, status, spacers)
 
 
 def firmware(heard: Listening) -> str:
@@ -68,6 +71,12 @@ def verdict(heard: Listening, settings: Settings) -> tuple[bool, list[str]]:
             "- Is the BMS display unit on? Some units send nothing while it is off or asleep.",
             "- Is this the right port? Try the names in /dev/serial/by-id/.",
             "- Is the BMS TX wired to the adapter's RX, and ground to ground?",
+        ]
+    if heard.headers == 0 and heard.spacers:
+        return False, [
+            f"The BMS's own text (h::3) arrives from {where}, but no frame in {heard.seconds:.0f} s.",
+            "- The wiring, polarity and speed are right: the text would be garbled otherwise.",
+            "- The BMS is probably asleep or its display unit is off; wake it and run doctor again.",
         ]
     if heard.headers == 0:
         return False, [

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Final, NamedTuple
 
 HEADER: Final = b"$$"
+SPACER: Final = b"h::3\r\n"  # text the BMS sends between frames: not a frame, skipped as noise
 CMD_CELLS: Final = 0x56
 CMD_STATUS: Final = 0x57
 CMD_IMPEDANCES: Final = 0x58

@@ -17,11 +17,10 @@ import time
 from collections.abc import Iterator
 from typing import Final
 
-from .protocol import encode_cells, encode_impedances, encode_status
+from .protocol import SPACER, encode_cells, encode_impedances, encode_status
 
 FIRMWARES: Final = ("1.22", "1.25", "1.26")
 MODELS: Final = (8, 16, 24)
-SPACER: Final = b"h::3\r\n"
 
 # (soc %, open-circuit mV) for a LiFePO4 cell.
 _OCV: Final = (

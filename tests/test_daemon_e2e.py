@@ -151,6 +151,7 @@ def test_broker_down_at_start_then_restarted_mid_run(tmp_path: Path, bms: FakeBm
             sub.wait(f"{P}/current")
         finally:
             sub.close()
+        bms.pause()  # from now on only a republication can bring values back
         broker.stop()  # killed: it forgets every retained message
         time.sleep(1.0)
         broker.start()
@@ -158,7 +159,9 @@ def test_broker_down_at_start_then_restarted_mid_run(tmp_path: Path, bms: FakeBm
         try:
             assert sub.wait(f"{P}/status", timeout=30).payload == "online"
             assert sub.wait(f"{P}/link").payload == "online"
-            assert sub.wait(f"{P}/batteryvolt").payload == "53.294"
+            assert sub.wait(f"{P}/batteryvolt").payload == "53.294"  # the latest values, republished
+            assert sub.wait(f"{P}/current").payload == "23.0"
+            assert json.loads(sub.wait(f"{P}/state").payload)["pack_voltage"] == 53.294
         finally:
             sub.close()
         assert daemon.alive()

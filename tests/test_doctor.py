@@ -44,6 +44,13 @@ def test_inverted_levels_give_bytes_but_no_frame_start(bms: FakeBms) -> None:
     assert "never a frame start" in result.stdout and "TTL" in result.stdout
 
 
+def test_only_the_idle_text_means_asleep_not_miswired(bms: FakeBms) -> None:
+    bms.plug().stream([b"h::3\r\n"], interval=0.05)
+    result = doctor(bms, "1.5")
+    assert result.returncode == 1
+    assert "h::3" in result.stdout and "asleep" in result.stdout and "TTL" not in result.stdout
+
+
 def test_checksum_errors_are_called_noise(bms: FakeBms) -> None:
     rng = random.Random(5)
     damaged = []
