@@ -57,7 +57,11 @@ def test_vector_frames_publish_the_thirteen_topics_cells_and_state(
     assert subscriber.wait(f"{P}/cellimped13").payload == "0.5"
     assert not subscriber.on(f"{P}/cellvolt17")
 
-    state = json.loads(subscriber.wait(f"{P}/state", lambda p: json.loads(p)["impedance_total"] == 3.1).payload)
+    def holds_all_three(payload: str) -> bool:  # the stream may start at any of its frames
+        doc = json.loads(payload)
+        return bool(doc["impedance_total"] == 3.1 and doc["cells_seen"] and doc["status_seen"])
+
+    state = json.loads(subscriber.wait(f"{P}/state", holds_all_three).payload)
     assert state["pack_voltage"] == 53.294
     assert state["current"] == 23.0 and state["mode"] == "charge" and state["soc"] == 91
     assert state["cell_max"] == 3.343 and state["cell_max_index"] == 15
