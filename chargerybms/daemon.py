@@ -26,7 +26,7 @@ from .energy import EnergyMeters, default_state_dir
 from .logs import LOG, RateLimited, setup
 from .notify import Notifier
 from .protocol import Framer, StatusFrame
-from .serial_link import ByteSource, LinkLost, describe, open_source
+from .serial_link import READ_TIMEOUT, ByteSource, LinkLost, describe, open_source
 from .state import BatteryState
 from .topics import OFFLINE, ONLINE, Topics
 
@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 OPEN_BACKOFF_FIRST = 1.0
 OPEN_BACKOFF_MAX = 10.0
 QUALITY_WINDOW = 60.0  # seconds over which frames per second and error rates are computed
+# At most one `state` document per this many seconds: the frames of one burst (cells and
+# status back to back) become one document, so Home Assistant renders its templates once,
+# and at line rate the document is not rebuilt and sent for every frame.
+STATE_INTERVAL = 0.1
 
 
 class Sink(Protocol):
@@ -117,7 +121,8 @@ class Daemon:
         self.sink: Sink = sink
         self.link_online = False
         self._last_frame: float | None = None  # monotonic
-        self._last_state_publish = 0.0
+        self._last_state_publish = float("-inf")
+        self._state_pending = False  # frames arrived since the last `state`: send it when STATE_INTERVAL is over
         self._quality_mark: tuple[float, int, int, int] | None = None  # (time, frames, checksum, implausible)
         self.frames_per_second: float | None = None
         self._last_slow = float("-inf")  # monotonic time of the last once-a-second bookkeeping
@@ -146,6 +151,7 @@ class Daemon:
 
     def publish_state(self, now: float) -> None:
         self._last_state_publish = now
+        self._state_pending = False
         self.sink.publish(self.topics.state, self.state_payload())
 
     def state_payload(self) -> str:
@@ -197,8 +203,12 @@ class Daemon:
             self.publish_link()
         if self.discovery is not None and self.state.slots != slots_before:
             self.announce()  # the model is known now: its cells get entities
-        messages.append((self.topics.state, self.state_payload()))
-        self._last_state_publish = now
+        if now - self._last_state_publish >= STATE_INTERVAL:
+            messages.append((self.topics.state, self.state_payload()))
+            self._last_state_publish = now
+            self._state_pending = False
+        else:
+            self._state_pending = True  # housekeeping sends it when the interval is over
         self.sink.publish_many(messages)
 
     # --- housekeeping, once per loop turn (at least every read timeout) ------------------
@@ -213,6 +223,8 @@ class Daemon:
             self.energy.pause()
             LOG.warning("serial: no valid frame for %.0f s: link offline (is the BMS display unit on?)", s.stale_after)
             self.publish_link()
+        if self._state_pending and now - self._last_state_publish >= STATE_INTERVAL:
+            self.publish_state(now)
         if self.link_online and now - self._last_state_publish >= s.heartbeat:
             self.publish_state(now)
         if now - self._last_slow < 1.0:
@@ -292,8 +304,10 @@ class Daemon:
                     self._limited.reset("open")
                     LOG.info("serial: opened %s", describe(s))
                     backoff = OPEN_BACKOFF_FIRST
+                # Wake up in time for a `state` that is waiting for its interval to end.
+                timeout = self._last_state_publish + STATE_INTERVAL - now if self._state_pending else READ_TIMEOUT
                 try:
-                    data = source.read(4096)
+                    data = source.read(4096, max(0.0, timeout))
                 except LinkLost as exc:
                     LOG.warning("serial: %s went away (%s); waiting for it to come back", s.port, exc)
                     source.close()

@@ -22,7 +22,8 @@ class LinkLost(Exception):
 
 
 class ByteSource(Protocol):
-    def read(self, size: int = 1) -> bytes: ...
+    def read(self, size: int = 4096, timeout: float = READ_TIMEOUT) -> bytes:
+        """Wait up to ``timeout`` seconds for bytes; return what arrived (maybe nothing)."""
 
     def close(self) -> None: ...
 
@@ -53,16 +54,17 @@ class SerialPort:
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkLost(_reason(exc)) from None
         self._port = port
-        self._timeout = timeout
         # A local tty (pyserial has made it raw, VMIN=1): one select and one read per wakeup
         # instead of pyserial's Python read loop. URL ports keep pyserial's own read.
         self._fd: int | None = port.fileno() if isinstance(port, serial.Serial) and port.fd is not None else None
 
-    def read(self, size: int = 4096) -> bytes:
+    def read(self, size: int = 4096, timeout: float = READ_TIMEOUT) -> bytes:
         """Block until at least one byte (or the timeout), then take what has arrived, up
-        to ``size``: a frame is handled as soon as it is complete, never held back."""
+        to ``size``: a frame is handled as soon as it is complete, never held back.
+        URL ports keep the timeout they were opened with: changing it means a round trip
+        to an RFC 2217 server."""
         if self._fd is not None:
-            return self._read_fd(self._fd, size)
+            return self._read_fd(self._fd, size, timeout)
         try:
             port = self._port
             data: bytes = port.read(min(port.in_waiting, size) or 1)
@@ -75,9 +77,9 @@ class SerialPort:
             raise LinkLost(_reason(exc)) from None
         return data
 
-    def _read_fd(self, fd: int, size: int) -> bytes:
+    def _read_fd(self, fd: int, size: int, timeout: float) -> bytes:
         try:
-            ready, _, _ = select.select((fd,), (), (), self._timeout)
+            ready, _, _ = select.select((fd,), (), (), timeout)
             if not ready:
                 return b""
             data = os.read(fd, size)

@@ -179,14 +179,14 @@ class SimulatedPort:
         self._start = time.monotonic()
         self._closed = False
 
-    def read(self, size: int = 1) -> bytes:
+    def read(self, size: int = 4096, timeout: float = 1.0) -> bytes:
         if self._closed:
             return b""
         if not self._pending:
             due = self._start + self._bms.t / self._speed
             delay = due - time.monotonic()
             if delay > 0:
-                time.sleep(min(delay, 1.0))
+                time.sleep(min(delay, timeout))
                 if due > time.monotonic():
                     return b""  # like a serial timeout: lets the caller check for stop
             self._pending = list(self._bms.seconds(1))

@@ -230,7 +230,7 @@ class StuckSource:
         self.stuck = threading.Event()
         self.release = threading.Event()
 
-    def read(self, size: int = 1) -> bytes:
+    def read(self, size: int = 4096, timeout: float = 1.0) -> bytes:
         if self.stuck.is_set():
             self.release.wait(30)
         time.sleep(0.02)
