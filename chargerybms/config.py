@@ -86,10 +86,6 @@ class Settings:
     def client_id(self) -> str:
         return self.mqtt_client_id or f"chargery-{self.resolved_device_id}"
 
-    @property
-    def publishes_to_broker(self) -> bool:
-        return not self.dry_run
-
     def describe(self) -> dict[str, Any]:
         """Settings for a log line: the password only as whether one is set."""
         out = {f.name: getattr(self, f.name) for f in SETTINGS_FIELDS}

@@ -18,7 +18,7 @@ from typing import Any, Final
 from . import __version__
 from .config import Settings
 from .state import BatteryState
-from .topics import LINK, OFFLINE, ONLINE, STATE, STATUS
+from .topics import OFFLINE, ONLINE, Topics
 
 MODES: Final = ["discharge", "charge", "storage", "unknown"]
 DIAGNOSTIC: Final = "diagnostic"
@@ -113,10 +113,10 @@ class Discovery:
         self.device_id = settings.resolved_device_id
         self.device_name = settings.device_name
         self.topic = f"{settings.ha_prefix}/device/{self.device_id}/config"
-        prefix = settings.topic_prefix
-        self._state_topic = f"{prefix}/{STATE}"
-        self._status_topic = f"{prefix}/{STATUS}"
-        self._link_topic = f"{prefix}/{LINK}"
+        topics = Topics(settings.topic_prefix, settings.publish_cells)
+        self._state_topic = topics.state
+        self._status_topic = topics.status
+        self._link_topic = topics.link
         self._cell_limit = settings.cell_limit
         # A reading older than three heartbeats is dead data, not a value.
         self.expire_after = int(settings.heartbeat * 3)

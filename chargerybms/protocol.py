@@ -43,11 +43,6 @@ MODE_NAMES: Final = {0: "discharge", 1: "charge", 2: "storage"}
 UNKNOWN_MODE: Final = "unknown"
 
 
-def mode_name(code: int) -> str:
-    """``discharge`` / ``charge`` / ``storage``, or ``unknown`` for any other byte."""
-    return MODE_NAMES.get(code, UNKNOWN_MODE)
-
-
 class CellsFrame(NamedTuple):
     """0x56: every cell slot the BMS sends, plus energy/charge counters or SOC."""
 
@@ -237,11 +232,6 @@ _DECODERS: Final = _build_table(strict=True)  # the framer's: rejects implausibl
 _ANY_CONTENT: Final = _build_table(strict=False)  # decode_frame's: decodes whatever is there
 
 
-def is_valid_length(cmd: int, length: int) -> bool:
-    """Whether L is a length that CMD can have (framing rule 2)."""
-    return (cmd << 8 | length) in _DECODERS
-
-
 def checksum(data: bytes | bytearray) -> int:
     """The frame checksum over ``data`` (everything but the checksum byte)."""
     return sum(data) & 0xFF
@@ -420,7 +410,7 @@ def encode_cells(
     soc: int | None = None,
 ) -> bytes:
     """A 0x56 frame: V1.24+ layout when energy/capacity are given, else V1.22 with ``soc``."""
-    cells = struct.pack(f">{len(millivolts)}H", *millivolts)
+    cells = _cell_layout(len(millivolts)).pack(*millivolts)
     tail = _ENERGY.pack(energy_mwh or 0, capacity_mah or 0) if soc is None else bytes((soc,))
     return encode_frame(CMD_CELLS, cells + tail)
 
@@ -459,7 +449,7 @@ def encode_status(
 
 def encode_impedances(mode: int, deci_amps: int, deci_milliohms: list[int] | tuple[int, ...]) -> bytes:
     """A 0x58 frame."""
-    payload = _IMPEDANCE_HEAD.pack(mode, deci_amps) + struct.pack(f"<{len(deci_milliohms)}H", *deci_milliohms)
+    payload = _IMPEDANCE_HEAD.pack(mode, deci_amps) + _impedance_layout(len(deci_milliohms)).pack(*deci_milliohms)
     return encode_frame(CMD_IMPEDANCES, payload)
 
 

@@ -170,8 +170,6 @@ class SimulatedPort:
     """Looks like an open serial port to the reader: ``read()`` blocks until the next
     frame is due, then returns its bytes. ``speed`` > 1 runs the clock faster."""
 
-    is_simulated = True
-
     def __init__(self, bms: SimulatedBms, *, speed: float = 1.0) -> None:
         self._bms = bms
         self._speed = speed

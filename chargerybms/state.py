@@ -58,6 +58,7 @@ class BatteryState:
         self.status: StatusFrame | None = None
         self.impedances: ImpedancesFrame | None = None
         self.summary: CellSummary | None = None
+        self.cell_impedances: tuple[float, ...] | None = None  # of the cells really wired
         self.impedance_total: float | None = None
         self.slots: int | None = None  # cell slots the BMS sends: its model
         self.seen: dict[str, str] = {}  # frame type -> when last seen (ISO 8601, UTC)
@@ -72,7 +73,7 @@ class BatteryState:
         return self._iso[1]
 
     def update(self, frame: Frame, wall: float) -> None:
-        limit = self.cell_limit
+        limit = self.cell_limit or None  # a slice end: None keeps every slot
         stamp = self._stamp(wall)
         assert stamp is not None
         if type(frame) is StatusFrame:
@@ -82,13 +83,13 @@ class BatteryState:
         elif type(frame) is CellsFrame:
             self.cells = frame
             self.slots = len(frame.cell_voltages)
-            self.summary = CellSummary.of(frame.cell_voltages[:limit] if limit else frame.cell_voltages)
+            self.summary = CellSummary.of(frame.cell_voltages[:limit])
             self.seen["cells"] = stamp
             self._stale_parts["cells"] = True
         elif type(frame) is ImpedancesFrame:
             self.impedances = frame
-            values = frame.cell_impedances[:limit] if limit else frame.cell_impedances
-            self.impedance_total = round(sum(values), 1)
+            self.cell_impedances = frame.cell_impedances[:limit]
+            self.impedance_total = round(sum(self.cell_impedances), 1)
             self.seen["impedances"] = stamp
             self._stale_parts["impedances"] = True
 
@@ -163,7 +164,7 @@ class BatteryState:
     def _impedances_part(self) -> dict[str, Any]:
         imp = self.impedances
         return {
-            "cell_impedances": list(imp.cell_impedances[: self.cell_limit or None]) if imp else None,
+            "cell_impedances": list(self.cell_impedances) if self.cell_impedances is not None else None,
             "impedance_total": self.impedance_total,
             "impedance_mode": imp.mode if imp else None,
             "impedance_current": imp.current if imp else None,

@@ -100,11 +100,10 @@ def _status(topics: Topics, frame: Frame, state: BatteryState) -> list[Message]:
 
 
 def _impedances(topics: Topics, frame: Frame, state: BatteryState) -> list[Message]:
-    assert type(frame) is ImpedancesFrame
+    assert type(frame) is ImpedancesFrame and state.cell_impedances is not None
     out: list[Message] = [(topics.legacy["aggimped"], repr(state.impedance_total))]
     if topics.publish_cells:
-        values = frame.cell_impedances[: state.cell_limit] if state.cell_limit else frame.cell_impedances
-        out += zip(topics.cellimped, map(repr, values), strict=False)
+        out += zip(topics.cellimped, map(repr, state.cell_impedances), strict=False)
     return out
 
 
