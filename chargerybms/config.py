@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import math
 import os
 import re
@@ -19,18 +20,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from .victron import FORMATS as VICTRON_DOCUMENTS
+
 EXIT_CONFIG: Final = 2  # also listed in the unit's RestartPreventExitStatus=
 ENV_PREFIX: Final = "CHARGERY_"
 CREDENTIAL_NAME: Final = "mqtt_password"  # systemd LoadCredential=mqtt_password:...
 BAUD_RATES: Final = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
+VICTRON_FORMATS: Final = tuple(VICTRON_DOCUMENTS)  # what --victron takes
+_CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
 class ConfigError(Exception):
     """A setting has a value the daemon cannot use. The message names the setting."""
 
 
-def _opt(default: Any, help: str, *, flag: bool = True, short: str | None = None, meta: str | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "flag": flag, "short": short, "meta": meta})
+def _opt(
+    default: Any,
+    help: str,
+    *,
+    flag: bool = True,
+    short: str | None = None,
+    meta: str | None = None,
+    secret: bool = False,
+) -> Any:
+    return field(default=default, repr=not secret, metadata={"help": help, "flag": flag, "short": short, "meta": meta})
 
 
 @dataclass(frozen=True)
@@ -42,7 +55,9 @@ class Settings:
     mqtt_host: str = _opt("127.0.0.1", "MQTT broker host")
     mqtt_port: int = _opt(1883, "MQTT broker port (8883 is usual with --mqtt-tls)")
     mqtt_username: str = _opt("", "MQTT user name")
-    mqtt_password: str = _opt("", "MQTT password (never a flag: environment, file or credential)", flag=False)
+    mqtt_password: str = _opt(
+        "", "MQTT password (never a flag: environment, file or credential)", flag=False, secret=True
+    )
     mqtt_password_file: str = _opt("", "file holding the MQTT password", meta="FILE")
     mqtt_tls: bool = _opt(False, "connect with TLS; the certificate and host name are always verified")
     mqtt_ca_file: str = _opt("", "CA certificate(s) for --mqtt-tls (default: the system's)", meta="FILE")
@@ -55,6 +70,14 @@ class Settings:
     publish_cells: bool = _opt(False, "publish cellvoltN / cellimpedN topics")
     stale_after: float = _opt(10.0, "seconds without a valid frame before link goes offline", meta="SECONDS")
     heartbeat: float = _opt(60.0, "republish the state at least this often, in seconds", meta="SECONDS")
+    # Victron GX
+    victron: str = _opt(
+        "", f"publish a document for a Venus OS driver: {' or '.join(VICTRON_FORMATS)} (default: off)", meta="FORMAT"
+    )
+    victron_topic: str = _opt("", "topic of the Victron document (default: <prefix>/victron)", meta="TOPIC")
+    capacity_ah: float = _opt(
+        0.0, "the battery's capacity in Ah (needed by --victron serialbattery; default: unset)", meta="AH"
+    )
     # Home Assistant
     ha_discovery: bool = _opt(True, "announce the BMS to Home Assistant (MQTT discovery)")
     ha_prefix: str = _opt("homeassistant", "Home Assistant discovery prefix")
@@ -163,6 +186,8 @@ def load(
 ) -> Settings:
     """Merge the three layers and validate. Raises :class:`ConfigError`."""
     environ = os.environ if environ is None else environ
+    if constants:
+        _check_constant_names(constants)
     values: dict[str, Any] = {}
     explicit: set[str] = set()
     for f in SETTINGS_FIELDS:
@@ -187,6 +212,16 @@ def load(
     settings = Settings(**values, explicit=frozenset(explicit))
     validate(settings)
     return settings
+
+
+def _check_constant_names(constants: Mapping[str, Any]) -> None:
+    """An upper-case name in the settings block that is no setting is a typo: say so."""
+    known = {f.name.upper() for f in SETTINGS_FIELDS}
+    for name in constants:
+        if _CONSTANT_NAME.fullmatch(name) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else "; see README.md for the settings"
+            raise ConfigError(f"{name}: not a setting (in the settings block of chargery.py){hint}")
 
 
 def _read_secret(path: str, name: str) -> str:
@@ -268,5 +303,16 @@ def validate(s: Settings) -> None:
         writable = os.access(target, os.W_OK) if target.exists() else os.access(target.parent, os.W_OK)
         if target.is_dir() or not writable:
             raise ConfigError(f"log_file: cannot write {s.log_file}")
+    if s.victron and s.victron not in VICTRON_FORMATS:
+        raise ConfigError(f"victron: {s.victron!r} is not one of {', '.join(VICTRON_FORMATS)} (or empty for off)")
+    if s.victron_topic:
+        _check_topic("victron_topic", s.victron_topic)
+    if s.capacity_ah < 0:
+        raise ConfigError(f"capacity_ah: {s.capacity_ah:g} must be more than 0 Ah")
+    if s.victron == "serialbattery" and not s.capacity_ah:
+        raise ConfigError(
+            "capacity_ah: --victron serialbattery needs the battery's capacity in Ah "
+            "(--capacity-ah, CHARGERY_CAPACITY_AH or CAPACITY_AH in chargery.py)"
+        )
     if s.demo_speed <= 0:
         raise ConfigError(f"demo_speed: {s.demo_speed:g} must be more than 0")

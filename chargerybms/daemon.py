@@ -1,15 +1,19 @@
 """The daemon: serial bytes in, MQTT publications out, forever.
 
 One thread of ours (this one) does blocking serial reads, decoding and publishing; the
-MQTT network loop runs in its own thread. Neither a silent BMS, an unplugged adapter nor
-a broker outage ends it: each is logged (rate-limited), reported on the ``link`` and
-``status`` topics, and recovered from by itself.
+MQTT network loop runs in its own thread and only hands events over (a queue), never
+touching the daemon's state. Neither a silent BMS, an unplugged adapter nor a broker
+outage ends it: each is logged (rate-limited), reported on the ``link`` and ``status``
+topics, and recovered from by itself. When to do what is decided by
+:class:`~chargerybms.schedule.Schedule`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -17,67 +21,28 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol
 
 from . import __version__
-from .config import ConfigError, Settings
+from .config import EXIT_CONFIG, ConfigError, Settings
 from .discovery import Discovery
 from .energy import EnergyMeters, default_state_dir
 from .logs import LOG, RateLimited, setup
 from .notify import Notifier
 from .protocol import Framer, StatusFrame
-from .serial_link import READ_TIMEOUT, ByteSource, LinkLost, describe, open_source
+from .schedule import Schedule
+from .serial_link import ByteSource, LinkLost, describe, open_source
+from .sink import Message, PrintSink, Sink
 from .state import BatteryState
 from .topics import OFFLINE, ONLINE, Topics
-
-if TYPE_CHECKING:
-    from .mqtt_link import MqttLink  # imported for real only when a broker is used
+from .victron import FORMATS as VICTRON_DOCUMENTS
 
 OPEN_BACKOFF_FIRST = 1.0
 OPEN_BACKOFF_MAX = 10.0
 QUALITY_WINDOW = 60.0  # seconds over which frames per second and error rates are computed
-# At most one `state` document per this many seconds: the frames of one burst (cells and
-# status back to back) become one document, so Home Assistant renders its templates once,
-# and at line rate the document is not rebuilt and sent for every frame.
-STATE_INTERVAL = 0.1
 
-
-class Sink(Protocol):
-    """Where publications go: the MQTT link, or stdout with --dry-run."""
-
-    connected: bool
-
-    def publish(self, topic: str, payload: str, retain: bool = False, qos: int = 0) -> bool: ...
-
-    def publish_many(self, messages: list[tuple[str, str]]) -> None:
-        """Telemetry (not retained, QoS 0), one frame's worth at a time."""
-
-
-class PrintSink:
-    """--dry-run: every publication as one ``topic payload`` line on stdout."""
-
-    connected = True
-
-    def __init__(self, out: Any = None, on_closed: Callable[[], None] = lambda: None) -> None:
-        self._out = out or sys.stdout
-        self._on_closed = on_closed
-
-    def publish(self, topic: str, payload: str, retain: bool = False, qos: int = 0) -> bool:
-        if not self.connected:
-            return False
-        try:
-            self._out.write(f"{topic} {payload}\n")
-            self._out.flush()
-        except (BrokenPipeError, ValueError):
-            # The reader went away (| head): stop quietly, as other tools do.
-            self.connected = False
-            self._on_closed()
-            return False
-        return True
-
-    def publish_many(self, messages: list[tuple[str, str]]) -> None:
-        for topic, payload in messages:
-            self.publish(topic, payload)
+# What the MQTT thread hands over: (topic, payload) of a subscribed message, or RESYNC.
+RESYNC = ("", b"")
+Event = tuple[str, bytes]
 
 
 class Daemon:
@@ -91,41 +56,45 @@ class Daemon:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self.stop_event = threading.Event()
         self._source_factory = source_factory
         self._clock = clock
+        self.stop_event = threading.Event()
         self.notifier = notifier or Notifier()
-        self.topics = Topics(settings.topic_prefix, settings.publish_cells)
+        self.topics = Topics(settings.topic_prefix, settings.publish_cells, settings.victron_topic)
         self.state = BatteryState(settings.cell_limit)
         self.framer = Framer()
         self._limited = RateLimited()
-        self.discovery = Discovery(settings) if settings.ha_discovery else None
+        self.discovery = Discovery(settings, self.topics) if settings.ha_discovery else None
         self.energy = EnergyMeters(self._energy_path())
-        self._resync = threading.Event()  # set by the MQTT thread: republish everything
-        self._mqtt: MqttLink | None = None
-        if sink is None:
-            if settings.dry_run:
-                sink = PrintSink(on_closed=self.stop_event.set)
-            else:
-                from .mqtt_link import MqttLink
-
-                subscriptions = (settings.ha_status_topic, self.discovery.topic) if self.discovery else ()
-                self._mqtt = MqttLink(
-                    settings,
-                    will_topic=self.topics.status,
-                    subscriptions=subscriptions,
-                    on_connected=self._resync.set,
-                    on_message=self._on_message,
-                )
-                sink = self._mqtt
-        self.sink: Sink = sink
-        self.link_online = False
-        self._last_frame: float | None = None  # monotonic
-        self._last_state_publish = float("-inf")
-        self._state_pending = False  # frames arrived since the last `state`: send it when STATE_INTERVAL is over
-        self._quality_mark: tuple[float, int, int, int] | None = None  # (time, frames, checksum, implausible)
+        self._victron = VICTRON_DOCUMENTS.get(settings.victron)
+        self.schedule = Schedule(
+            clock(), stale_after=settings.stale_after, heartbeat=settings.heartbeat, victron=self._victron is not None
+        )
+        self._events: queue.SimpleQueue[Event] = queue.SimpleQueue()  # from the MQTT thread
+        self._quality_mark: tuple[float, int, int] | None = None  # (time, frames, corrupted)
         self.frames_per_second: float | None = None
-        self._last_slow = float("-inf")  # monotonic time of the last once-a-second bookkeeping
+        self.sink: Sink = sink or self._make_sink()
+
+    def _make_sink(self) -> Sink:
+        s = self.settings
+        if s.dry_run:
+            whole = "dry_run" in s.explicit or s.debug
+            return PrintSink(
+                self.topics.status,
+                on_connected=self._resync,
+                on_closed=self.stop,
+                summarise=s.demo and not whole,
+            )
+        from .mqtt_link import MqttLink
+
+        subscriptions = (s.ha_status_topic, self.discovery.topic) if self.discovery else ()
+        return MqttLink(
+            s,
+            will_topic=self.topics.status,
+            subscriptions=subscriptions,
+            on_connected=self._resync,
+            on_message=lambda topic, payload: self._events.put((topic, payload)),
+        )
 
     def _energy_path(self) -> Path | None:
         s = self.settings
@@ -133,34 +102,58 @@ class Daemon:
             return None  # simulated energy must never land in the real meters
         return default_state_dir(s.state_dir) / f"energy-{s.resolved_device_id}.json"
 
-    # --- MQTT events (network thread): only flags, the work happens in run() -----------
+    def stop(self) -> None:
+        """Ask the main loop to finish (from a signal handler or another thread)."""
+        self.stop_event.set()
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
-        if topic == self.settings.ha_status_topic and payload.strip().lower() == b"online":
-            LOG.info("Home Assistant came online: announcing the device again")
-            self._resync.set()
-        elif self.discovery is not None and topic == self.discovery.topic:
-            if self.discovery.note_retained(payload, self.state):
-                LOG.info("Home Assistant: removing entities this daemon no longer publishes")
-                self._resync.set()
+    def _resync(self) -> None:
+        self._events.put(RESYNC)
+
+    # --- events from the MQTT thread, handled here in the main thread -------------------
+
+    def _handle_events(self, now: float) -> None:
+        resync = False
+        while True:
+            try:
+                topic, payload = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if (topic, payload) == RESYNC:
+                resync = True
+            elif topic == self.settings.ha_status_topic and payload.strip().lower() == ONLINE.encode():
+                LOG.info("Home Assistant came online: announcing the device again")
+                resync = True
+            elif self.discovery is not None and topic == self.discovery.topic:
+                if self.discovery.note_retained(payload, self.state):
+                    LOG.info("Home Assistant: removing entities this daemon no longer publishes")
+                    resync = True
+        if resync:
+            self.announce(now)
 
     # --- publishing ------------------------------------------------------------------------
 
+    @property
+    def link_online(self) -> bool:
+        return bool(self.schedule.link_online)
+
     def publish_link(self) -> None:
-        self.sink.publish(self.topics.link, ONLINE if self.link_online else OFFLINE, retain=True, qos=1)
+        online = self.schedule.link_online
+        if online is not None:  # nothing true to say yet: see Schedule
+            self.sink.publish(self.topics.link, ONLINE if online else OFFLINE, retain=True, qos=1)
 
     def publish_state(self, now: float) -> None:
-        self._last_state_publish = now
-        self._state_pending = False
-        self.sink.publish(self.topics.state, self.state_payload())
+        self.schedule.state_sent(now)
+        if self.state.has_data:
+            self.sink.publish(self.topics.state, self.state_payload())
 
     def state_payload(self) -> str:
         return self.state.document_json(self._state_extra())
 
-    def state_document(self) -> dict[str, Any]:
+    def state_document(self) -> dict[str, object]:
         return self.state.document(self._state_extra())
 
-    def _state_extra(self) -> dict[str, Any]:
+    def _state_extra(self) -> dict[str, object]:
+        """The daemon's own part of the `state` document: meters, link quality, liveness."""
         return {
             "energy_charged": self.energy.charged_kwh,
             "energy_discharged": self.energy.discharged_kwh,
@@ -170,15 +163,26 @@ class Daemon:
             "link": ONLINE if self.link_online else OFFLINE,
         }
 
-    def announce(self) -> None:
-        """Everything a fresh subscriber needs: discovery, link, the latest values."""
+    def publish_victron(self) -> None:
+        if self._victron is None:
+            return
+        s = self.settings
+        document = self._victron(self.state, s.resolved_device_id, s.capacity_ah)
+        if document is not None:
+            self.sink.publish(self.topics.victron, json.dumps(document, separators=(",", ":")))
+
+    def announce_discovery(self) -> None:
         if self.discovery is not None:
             for topic, payload in self.discovery.messages(self.state):
                 self.sink.publish(topic, payload, retain=True, qos=1)
+
+    def announce(self, now: float) -> None:
+        """Everything a fresh subscriber needs: discovery, link, the latest values."""
+        self.announce_discovery()
         self.publish_link()
-        if self.state.has_data:
+        if self.state.has_data and self.link_online:
             self.sink.publish_many(self.topics.all_current(self.state))
-            self.publish_state(self._clock())
+            self.publish_state(now)
 
     def handle_bytes(self, data: bytes) -> None:
         frames = self.framer.feed(data)
@@ -188,7 +192,7 @@ class Daemon:
         wall = time.time()
         debug = LOG.isEnabledFor(logging.DEBUG)
         slots_before = self.state.slots
-        messages: list[tuple[str, str]] = []
+        messages: list[Message] = []
         for offset, frame in frames:
             if debug:
                 LOG.debug("frame at %d: %r", offset, frame)
@@ -196,51 +200,45 @@ class Daemon:
             if type(frame) is StatusFrame:
                 self.energy.add(*self.state.directed_power(), now)
             messages += self.topics.for_frame(frame, self.state)
-        self._last_frame = now
-        if not self.link_online:
-            self.link_online = True
+        if self.schedule.frame(now):
             LOG.info("serial: receiving frames from %s", describe(self.settings))
             self.publish_link()
         if self.discovery is not None and self.state.slots != slots_before:
-            self.announce()  # the model is known now: its cells get entities
-        if now - self._last_state_publish >= STATE_INTERVAL:
-            messages.append((self.topics.state, self.state_payload()))
-            self._last_state_publish = now
-            self._state_pending = False
-        else:
-            self._state_pending = True  # housekeeping sends it when the interval is over
+            self.announce_discovery()  # the model is known now: its cells get entities
         self.sink.publish_many(messages)
 
-    # --- housekeeping, once per loop turn (at least every read timeout) ------------------
+    # --- what the schedule says, once per loop turn ---------------------------------------
 
     def housekeeping(self, now: float) -> None:
-        s = self.settings
-        if self._resync.is_set():
-            self._resync.clear()
-            self.announce()
-        if self.link_online and (self._last_frame is None or now - self._last_frame > s.stale_after):
-            self.link_online = False
+        self._handle_events(now)
+        due = self.schedule.poll(now)
+        if due.link_offline:
             self.energy.pause()
-            LOG.warning("serial: no valid frame for %.0f s: link offline (is the BMS display unit on?)", s.stale_after)
+            if self.state.has_data:
+                LOG.warning(
+                    "serial: no valid frame for %.0f s: link offline (is the BMS display unit on?)",
+                    self.settings.stale_after,
+                )
+            else:
+                LOG.warning("serial: no valid frame since the start (%.0f s): link offline", self.settings.stale_after)
             self.publish_link()
-        if self._state_pending and now - self._last_state_publish >= STATE_INTERVAL:
+            self.publish_state(now)  # says "link": "offline" to those who read only `state`
+        if due.state:
             self.publish_state(now)
-        if self.link_online and now - self._last_state_publish >= s.heartbeat:
-            self.publish_state(now)
-        if now - self._last_slow < 1.0:
-            return  # the rest is bookkeeping: once a second is plenty
-        self._last_slow = now
-        self._measure_quality(now)
-        self.energy.save_if_due(now)
-        mqtt_ok = self._mqtt is None or self._mqtt.healthy(now)
-        if mqtt_ok:
-            self.notifier.watchdog(now)
-        self.notifier.status(self.status_line(now))
+        if due.victron:
+            self.publish_victron()
+        if due.save_energy:
+            self.energy.save()
+        if due.tick:
+            self._measure_quality(now)
+            if self.sink.healthy(now):
+                self.notifier.watchdog(now)
+            self.notifier.status(self.status_line(now))
 
     def _measure_quality(self, now: float) -> None:
         f = self.framer
+        current = (now, f.stats().frames, f.checksum_failures + f.implausible)
         mark = self._quality_mark
-        current = (now, f.stats().frames, f.checksum_failures, f.implausible)
         if mark is None:
             self._quality_mark = current
             return
@@ -248,7 +246,7 @@ class Daemon:
         if elapsed < QUALITY_WINDOW:
             return
         self.frames_per_second = round((current[1] - mark[1]) / elapsed, 2)
-        bad = current[2] - mark[2] + current[3] - mark[3]
+        bad = current[2] - mark[2]
         if bad:
             self._limited.log(
                 logging.WARNING,
@@ -261,20 +259,16 @@ class Daemon:
 
     def status_line(self, now: float) -> str:
         serial_part = "serial ok" if self.link_online else "serial: no frames"
-        mqtt_part = "dry run" if self._mqtt is None else "MQTT connected" if self._mqtt.connected else "MQTT connecting"
-        age = "never" if self._last_frame is None else f"{now - self._last_frame:.0f} s ago"
-        return f"{serial_part}; {mqtt_part}; last frame {age}"
+        silence = self.schedule.silence(now)
+        age = "never" if silence is None else f"{silence:.0f} s ago"
+        return f"{serial_part}; {self.sink.describe()}; last frame {age}"
 
     # --- the main loop -------------------------------------------------------------------
 
     def run(self) -> int:
         s = self.settings
         LOG.info("chargery %s: reading %s, publishing under %s/", __version__, describe(s), s.topic_prefix)
-        if self._mqtt is not None:
-            self._mqtt.start()
-        else:
-            self.sink.publish(self.topics.status, ONLINE, retain=True)
-            self.announce()
+        self.sink.start()
         self.notifier.ready(self.status_line(self._clock()))
         source: ByteSource | None = None
         backoff = OPEN_BACKOFF_FIRST
@@ -285,7 +279,7 @@ class Daemon:
                 self.housekeeping(now)
                 if source is None:
                     if now < next_open:
-                        self.stop_event.wait(min(1.0, next_open - now))
+                        self.stop_event.wait(min(next_open - now, self.schedule.sleep(now)))
                         continue
                     try:
                         source = self._source_factory(s)
@@ -304,10 +298,8 @@ class Daemon:
                     self._limited.reset("open")
                     LOG.info("serial: opened %s", describe(s))
                     backoff = OPEN_BACKOFF_FIRST
-                # Wake up in time for a `state` that is waiting for its interval to end.
-                timeout = self._last_state_publish + STATE_INTERVAL - now if self._state_pending else READ_TIMEOUT
                 try:
-                    data = source.read(4096, max(0.0, timeout))
+                    data = source.read(4096, self.schedule.sleep(now))
                 except LinkLost as exc:
                     LOG.warning("serial: %s went away (%s); waiting for it to come back", s.port, exc)
                     source.close()
@@ -323,12 +315,11 @@ class Daemon:
         return 0
 
     def shutdown(self) -> None:
+        """A clean stop: the meters saved, then `link` and `status` offline (retained),
+        so nothing retained describes a running daemon any more."""
         self.notifier.stopping()
         self.energy.save()
-        if self._mqtt is not None:
-            self._mqtt.stop(last_words=(self.topics.status, OFFLINE))
-        else:
-            self.sink.publish(self.topics.status, OFFLINE, retain=True)
+        self.sink.stop([(self.topics.link, OFFLINE), (self.topics.status, OFFLINE)])
         LOG.info("stopped")
 
 
@@ -339,11 +330,11 @@ def run(settings: Settings) -> int:
         daemon = Daemon(settings)
     except ConfigError as exc:
         print(f"chargery.py: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         LOG.info("%s received: stopping", signal.Signals(signum).name)
-        daemon.stop_event.set()
+        daemon.stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

@@ -109,11 +109,10 @@ def cell_entities(count: int) -> list[Entity]:
 
 
 class Discovery:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, topics: Topics) -> None:
         self.device_id = settings.resolved_device_id
         self.device_name = settings.device_name
         self.topic = f"{settings.ha_prefix}/device/{self.device_id}/config"
-        topics = Topics(settings.topic_prefix, settings.publish_cells)
         self._state_topic = topics.state
         self._status_topic = topics.status
         self._link_topic = topics.link

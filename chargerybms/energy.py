@@ -1,9 +1,10 @@
 """Energy meters for Home Assistant's Energy dashboard: kWh charged and discharged.
 
 Integrated from pack voltage x current, the direction taken from the BMS mode byte, over
-the monotonic clock (wall-clock jumps change nothing). Persisted atomically (write, fsync,
-rename) with the previous file kept as a backup, so the meters never go down across
-restarts or power failures; a corrupt file is reported, never silently reset.
+the monotonic clock (wall-clock jumps change nothing). Saved every minute (the daemon's
+schedule) and at stop, atomically (write, fsync, rename) with the previous file kept as a
+backup: a power cut loses at most the last minute of energy, and a corrupt file is
+reported, never silently reset.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Final
 from .logs import LOG, RateLimited
 
 MAX_GAP: Final = 30.0  # seconds: a longer silence is not integrated as if power had held
-SAVE_EVERY: Final = 300.0  # seconds between saves while energy flows (and at exit)
 
 
 class EnergyMeters:
@@ -29,7 +29,6 @@ class EnergyMeters:
         self.charged_wh = 0.0
         self.discharged_wh = 0.0
         self._last: tuple[float, float, float] | None = None  # (monotonic, charge W, discharge W)
-        self._saved_at = time.monotonic()
         self._dirty = False
         self._limited = RateLimited()
         if path is not None:
@@ -63,12 +62,9 @@ class EnergyMeters:
 
     # --- persistence ----------------------------------------------------------------------
 
-    def save_if_due(self, now: float) -> None:
-        if self._dirty and now - self._saved_at >= SAVE_EVERY:
-            self.save(now)
-
-    def save(self, now: float | None = None) -> None:
-        self._saved_at = time.monotonic() if now is None else now
+    def save(self) -> None:
+        """Write the meters if they changed since the last save (the daemon's schedule
+        calls this every minute, and at stop)."""
         if self.path is None or not self._dirty:
             return
         body = json.dumps(

@@ -20,6 +20,8 @@ from typing import Any
 
 from .config import ConfigError, Settings
 from .logs import LOG, RateLimited
+from .sink import Message
+from .topics import OFFLINE, ONLINE
 
 KEEPALIVE = 30
 BACKOFF_FIRST = 1.0
@@ -30,9 +32,10 @@ _CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux only
 
 
 class MqttLink:
-    """Connects in the background and keeps connecting. ``on_connected`` runs in the
-    network thread after every successful connect; ``on_message(topic, payload)`` for
-    messages on subscribed topics."""
+    """A :class:`~chargerybms.sink.Sink` that connects in the background and keeps
+    connecting. ``on_connected`` runs in the network thread after every successful
+    connect (after ``status online``); ``on_message(topic, payload)``, also in the network
+    thread, for messages on subscribed topics."""
 
     def __init__(
         self,
@@ -67,7 +70,7 @@ class MqttLink:
             client.username_pw_set(settings.mqtt_username, settings.mqtt_password or None)
         if settings.mqtt_tls:
             client.tls_set_context(_tls_context(settings))
-        client.will_set(will_topic, "offline", qos=1, retain=True)
+        client.will_set(will_topic, OFFLINE, qos=1, retain=True)
         # paho reports some failures only in its log (a TLS alert after the handshake, say):
         # keep its last error for our own message. Error level only, so the per-publish
         # debug lines are never even formatted.
@@ -87,14 +90,17 @@ class MqttLink:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, last_words: tuple[str, str] | None = None, timeout: float = 3.0) -> None:
-        """Publish ``last_words`` (topic, payload; retained) if connected, then disconnect."""
-        if self.connected and last_words is not None:
-            info = self._client.publish(last_words[0], last_words[1], qos=1, retain=True)
-            try:
-                info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError):  # paho 2 raises if the connection drops meanwhile
-                pass
+    def stop(self, last_words: list[Message], timeout: float = 3.0) -> None:
+        """Publish ``last_words`` (retained, QoS 1, in order) if connected, then disconnect."""
+        if self.connected:
+            infos = [self._client.publish(topic, payload, qos=1, retain=True) for topic, payload in last_words]
+            self._wake()
+            deadline = time.monotonic() + timeout
+            for info in infos:
+                try:
+                    info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+                except (RuntimeError, ValueError):  # paho 2 raises if the connection drops meanwhile
+                    break
         self._stop.set()
         self._client.disconnect()
         self._wake()
@@ -133,6 +139,9 @@ class MqttLink:
             self._wake()
 
     # --- the network thread -----------------------------------------------------------
+
+    def describe(self) -> str:
+        return "MQTT connected" if self.connected else "MQTT connecting"
 
     def healthy(self, now: float) -> bool:
         """Whether the network thread is alive and coming round as it promised (watchdog)."""
@@ -253,7 +262,7 @@ class MqttLink:
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
         self.connected = True
-        client.publish(self._will_topic, "online", qos=1, retain=True)
+        client.publish(self._will_topic, ONLINE, qos=1, retain=True)
         try:
             self._on_connected()
         except Exception:

@@ -31,6 +31,7 @@ LEGACY_TOPICS: Final = (
 STATUS: Final = "status"  # online/offline, retained, the Last Will
 LINK: Final = "link"  # online while frames arrive, retained
 STATE: Final = "state"  # the JSON document
+VICTRON: Final = "victron"  # the Venus OS driver's document (--victron), not retained
 ONLINE: Final = "online"
 OFFLINE: Final = "offline"
 MODE_TITLES: Final = {0: "Discharge", 1: "Charge", 2: "Storage"}
@@ -41,12 +42,13 @@ Message = tuple[str, str]  # (topic, payload); telemetry is never retained
 class Topics:
     """Every topic under one prefix, built once: the per-frame path only looks them up."""
 
-    def __init__(self, prefix: str, publish_cells: bool) -> None:
+    def __init__(self, prefix: str, publish_cells: bool = False, victron: str = "") -> None:
         self.prefix = prefix
         self.publish_cells = publish_cells
         self.status = f"{prefix}/{STATUS}"
         self.link = f"{prefix}/{LINK}"
         self.state = f"{prefix}/{STATE}"
+        self.victron = victron or f"{prefix}/{VICTRON}"
         self.legacy = {name: f"{prefix}/{name}" for name in LEGACY_TOPICS}
         self.cellvolt = [f"{prefix}/cellvolt{i}" for i in range(1, 25)]
         self.cellimped = [f"{prefix}/cellimped{i}" for i in range(1, 25)]

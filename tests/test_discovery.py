@@ -16,6 +16,7 @@ from chargerybms.discovery import Discovery
 from chargerybms.protocol import Framer
 from chargerybms.simulator import SimulatedBms
 from chargerybms.state import BatteryState
+from chargerybms.topics import Topics
 
 ENV: dict[str, str] = {}
 
@@ -25,6 +26,10 @@ def settings(*flags: str, **values: Any) -> Any:
     for flag in flags:
         parsed[flag] = True
     return load(parsed, environ=ENV)
+
+
+def discovery(s: Any) -> Discovery:
+    return Discovery(s, Topics(s.topic_prefix))
 
 
 def state_from_simulator(slots: int, firmware: str, seconds: int = 40) -> BatteryState:
@@ -48,7 +53,7 @@ def render(template: str, document: dict[str, Any]) -> str:
 def test_discovery_schema(slots: int, firmware: str) -> None:
     s = settings(device_name="Garage battery")
     state = state_from_simulator(slots, firmware)
-    config = Discovery(s).config(state)
+    config = discovery(s).config(state)
 
     device = config["device"]
     assert device["identifiers"] == ["chargery_chargerybms"]
@@ -121,28 +126,28 @@ def test_a_value_the_bms_does_not_send_is_unknown_not_zero() -> None:
     state = state_from_simulator(16, "1.22")
     doc = state.document()
     assert doc["discharge_end_voltage"] is None and doc["energy_wh"] is None
-    components = Discovery(settings()).config(state)["components"]
+    components = discovery(settings()).config(state)["components"]
     assert render(components["energy_wh"]["value_template"], doc) == "None"  # Home Assistant: unknown
     assert render(components["charge_protection"]["value_template"], doc) == "None"
 
 
 def test_identity_comes_from_the_device_id_only() -> None:
     state = state_from_simulator(8, "1.26")
-    a = Discovery(settings(device_name="Old name")).config(state)
-    b = Discovery(settings(device_name="New name")).config(state)
+    a = discovery(settings(device_name="Old name")).config(state)
+    b = discovery(settings(device_name="New name")).config(state)
     assert [c["unique_id"] for c in a["components"].values()] == [c["unique_id"] for c in b["components"].values()]
     assert a["device"]["identifiers"] == b["device"]["identifiers"]
     assert a["device"]["name"] != b["device"]["name"]
     # A different port changes nothing either: the tty path is never part of an id.
-    c = Discovery(settings(port="/dev/ttyUSB7")).config(state)
+    c = discovery(settings(port="/dev/ttyUSB7")).config(state)
     assert c["device"]["identifiers"] == a["device"]["identifiers"]
 
 
 def test_two_devices_never_collide() -> None:
     state = state_from_simulator(16, "1.26")
-    one = Discovery(settings(topic_prefix="house/bms1"))
-    two = Discovery(settings(topic_prefix="house/bms2"))
-    three = Discovery(settings(topic_prefix="house/bms1", device_id="shed"))
+    one = discovery(settings(topic_prefix="house/bms1"))
+    two = discovery(settings(topic_prefix="house/bms2"))
+    three = discovery(settings(topic_prefix="house/bms1", device_id="shed"))
     topics = {d.topic for d in (one, two, three)}
     assert len(topics) == 3
     ids = [set(c["unique_id"] for c in d.config(state)["components"].values()) for d in (one, two, three)]
@@ -151,8 +156,8 @@ def test_two_devices_never_collide() -> None:
 
 def test_removed_components_are_cleared_once_the_cell_count_is_known() -> None:
     big = state_from_simulator(16, "1.26")
-    old = json.dumps(Discovery(settings()).config(big)).encode()
-    d = Discovery(settings(cells=8))
+    old = json.dumps(discovery(settings()).config(big)).encode()
+    d = discovery(settings(cells=8))
     empty = BatteryState()
     assert d.note_retained(old, BatteryState(8)) is True  # --cells known: decide now
     components = d.config(big)["components"]
@@ -163,7 +168,7 @@ def test_removed_components_are_cleared_once_the_cell_count_is_known() -> None:
     assert d.note_retained(json.dumps(d.config(big)).encode(), big) is False
     assert "cell_9_voltage" not in d.config(big)["components"]
     # Without --cells, nothing is removed before the first cell frame says the model.
-    e = Discovery(settings())
+    e = discovery(settings())
     assert e.note_retained(old, empty) is False
     assert all(len(c) > 1 for c in e.config(empty)["components"].values())
 

@@ -18,8 +18,9 @@ from harness import DaemonProcess, FakeBms, wait_until
 from helpers import ROOT, free_port, load_vectors, require_tool
 
 from chargerybms.config import load
-from chargerybms.daemon import Daemon, PrintSink
+from chargerybms.daemon import Daemon
 from chargerybms.notify import Notifier
+from chargerybms.sink import PrintSink
 
 STATUS = bytes.fromhex(next(v["hex"] for v in load_vectors("frames.json") if v["id"] == "A1"))
 UNITS = ROOT / "systemd"
@@ -245,7 +246,9 @@ def test_watchdog_stops_when_the_reader_is_stuck(notify_socket: NotifySocket) ->
     source = StuckSource()
     notifier = Notifier({"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "300000"})
     devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below
-    daemon = Daemon(settings, sink=PrintSink(out=devnull), source_factory=lambda s: source, notifier=notifier)
+    daemon = Daemon(
+        settings, sink=PrintSink("chargerybms/status", out=devnull), source_factory=lambda s: source, notifier=notifier
+    )
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     try:
