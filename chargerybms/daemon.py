@@ -182,7 +182,8 @@ class Daemon:
         self.publish_link()
         if self.state.has_data and self.link_online:
             self.sink.publish_many(self.topics.all_current(self.state))
-            self.publish_state(now)
+            if not self.schedule.state_pending:  # else it goes out with the rest of its burst
+                self.publish_state(now)
 
     def handle_bytes(self, data: bytes) -> None:
         frames = self.framer.feed(data)

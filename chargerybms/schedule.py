@@ -84,6 +84,11 @@ class Schedule:
         self._next_victron = now  # the first Victron document as soon as values are there
         return True
 
+    @property
+    def state_pending(self) -> bool:
+        """A `state` is waiting for the rest of its burst."""
+        return self._state_due is not None
+
     def state_sent(self, now: float) -> None:
         self._last_state = now
         self._state_due = None

@@ -56,3 +56,40 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+class RecordingSink:
+    """A :class:`chargerybms.sink.Sink` that keeps what was published, for tests that
+    drive the daemon by hand."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str, bool]] = []
+        self.last_words: list[tuple[str, str]] = []
+
+    def start(self) -> None:
+        pass
+
+    def publish(self, topic: str, payload: str, retain: bool = False, qos: int = 0) -> bool:
+        self.published.append((topic, payload, retain))
+        return True
+
+    def publish_many(self, messages: list[tuple[str, str]]) -> None:
+        for topic, payload in messages:
+            self.publish(topic, payload)
+
+    def stop(self, last_words: list[tuple[str, str]]) -> None:
+        self.last_words = list(last_words)
+
+    def healthy(self, now: float) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return "recording"
+
+    def on(self, topic: str) -> list[str]:
+        return [payload for t, payload, _ in self.published if t == topic]
+
+    def retained(self, topic: str) -> list[str]:
+        return [payload for t, payload, retain in self.published if t == topic and retain]

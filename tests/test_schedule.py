@@ -1,0 +1,190 @@
+"""The daemon's timing rules, driven with plain numbers as the clock (no sleeping), and the
+daemon's reaction to them with a recording sink."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import RecordingSink
+
+from chargerybms.config import load
+from chargerybms.daemon import Daemon
+from chargerybms.protocol import encode_cells, encode_impedances, encode_status
+from chargerybms.schedule import ENERGY_SAVE_EVERY, MAX_SLEEP, STATE_DELAY, VICTRON_EVERY, Schedule
+
+STALE, HEARTBEAT = 10.0, 60.0
+
+
+def schedule(victron: bool = False) -> Schedule:
+    return Schedule(0.0, stale_after=STALE, heartbeat=HEARTBEAT, victron=victron)
+
+
+def test_link_is_not_said_before_the_first_frame_or_the_stale_timeout() -> None:
+    s = schedule()
+    assert s.link_online is None
+    assert not s.poll(9.9).link_offline and s.link_online is None
+    assert s.frame(9.95) is True  # a frame in time: online, and never offline before it
+    assert s.frame(10.5) is False  # already online: no edge
+    assert not s.poll(19.0).link_offline
+
+
+def test_a_silent_start_is_offline_after_stale_after_once() -> None:
+    s = schedule()
+    assert s.poll(STALE).link_offline
+    assert s.link_online is False
+    assert not s.poll(STALE + 5).link_offline  # an edge, reported once
+    assert s.frame(30.0) is True
+
+
+def test_silence_after_frames_goes_offline_after_stale_after() -> None:
+    s = schedule()
+    s.frame(1.0)
+    assert not s.poll(1.0 + STALE - 0.01).link_offline
+    assert s.poll(1.0 + STALE).link_offline
+    assert s.sleep(1.0 + STALE) <= MAX_SLEEP
+
+
+def test_state_waits_for_the_rest_of_the_burst() -> None:
+    s = schedule()
+    s.frame(5.0)
+    assert not s.poll(5.0).state
+    s.frame(5.004)  # the next frame of the burst, 4 ms later
+    assert not s.poll(5.05).state
+    assert s.sleep(5.05) == pytest.approx(5.0 + STATE_DELAY - 5.05)
+    assert s.poll(5.0 + STATE_DELAY).state
+    s.state_sent(5.1)
+    assert not s.poll(5.2).state
+
+
+def test_at_line_rate_state_is_at_most_every_state_delay() -> None:
+    s = schedule()
+    sent = 0
+    for i in range(1000):  # a frame every millisecond for a second
+        now = i / 1000
+        s.frame(now)
+        if s.poll(now).state:
+            s.state_sent(now)
+            sent += 1
+    assert sent == pytest.approx(1 / STATE_DELAY, abs=1)
+
+
+def test_heartbeat_only_while_online_and_only_when_nothing_is_pending() -> None:
+    s = schedule()
+    s.frame(0.0)
+    s.poll(0.1)
+    s.state_sent(0.1)
+    assert not s.poll(HEARTBEAT).state
+    s.frame(HEARTBEAT - 1)  # keep the link up
+    s.poll(HEARTBEAT - 1 + STATE_DELAY)
+    s.state_sent(HEARTBEAT - 1 + STATE_DELAY)
+    assert s.poll(2 * HEARTBEAT).link_offline  # silent since 59: offline at 69 already
+    assert not s.poll(2 * HEARTBEAT).state  # no heartbeat for a silent BMS
+
+
+def test_victron_once_a_second_while_online_never_otherwise() -> None:
+    s = schedule(victron=True)
+    assert not s.poll(0.5).victron  # no frame yet
+    s.frame(1.0)
+    times = []
+    now = 1.0
+    while now < 6.0:
+        if s.poll(now).victron:
+            times.append(round(now, 2))
+        s.frame(now)
+        now += 0.05
+    assert len(times) == 5 and all(b - a == pytest.approx(VICTRON_EVERY, abs=0.06) for a, b in zip(times, times[1:]))
+    assert s.poll(now + STALE).link_offline
+    assert not s.poll(now + STALE + 1).victron
+    assert not schedule(victron=False).poll(0.0).victron
+
+
+def test_energy_is_saved_every_minute() -> None:
+    s = schedule()
+    saves = [t for t in range(0, 601) if s.poll(float(t)).save_energy]
+    assert saves == [int(ENERGY_SAVE_EVERY) * k for k in range(1, 11)]
+
+
+# --- the daemon's reaction, with a fake clock and a recording sink ----------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def daemon(clock: Clock, *flags: str, **values: object) -> tuple[Daemon, RecordingSink]:
+    settings = load({"port": "/dev/null", "ha_discovery": False, **values, **dict.fromkeys(flags, True)}, environ={})
+    sink = RecordingSink()
+    return Daemon(settings, sink=sink, clock=clock), sink
+
+
+CELLS = encode_cells([3300 + i for i in range(16)], energy_mwh=5_000_000, capacity_mah=100_000)
+STATUS = encode_status(charge_end_mv=3650, mode=0, deci_amps=123, t1_deci=250, t2_deci=-15, soc=77)
+IMPEDANCES = encode_impedances(0, 123, [7] * 16)
+
+
+def test_a_burst_is_one_state_document_holding_all_three_frames() -> None:
+    clock = Clock()
+    d, sink = daemon(clock)
+    for frame in (STATUS, CELLS, IMPEDANCES):
+        d.handle_bytes(frame)
+        d.housekeeping(clock.now)
+        clock.now += 0.003
+    assert sink.on("chargerybms/state") == []
+    clock.now += STATE_DELAY
+    d.housekeeping(clock.now)
+    (state,) = sink.on("chargerybms/state")
+    doc = json.loads(state)
+    assert doc["current"] == -12.3 and doc["pack_voltage"] == 52.92 and doc["impedance_total"] == 11.2
+    assert doc["link"] == "online"
+
+
+def test_link_offline_is_also_said_in_state_and_at_a_clean_stop() -> None:
+    clock = Clock()
+    d, sink = daemon(clock, stale_after=5)
+    d.handle_bytes(STATUS)
+    assert sink.retained("chargerybms/link") == ["online"]
+    clock.now += 5
+    d.housekeeping(clock.now)
+    assert sink.retained("chargerybms/link") == ["online", "offline"]
+    assert json.loads(sink.on("chargerybms/state")[-1])["link"] == "offline"
+    d.shutdown()
+    assert sink.last_words == [("chargerybms/link", "offline"), ("chargerybms/status", "offline")]
+
+
+def test_victron_documents_only_while_online() -> None:
+    clock = Clock()
+    d, sink = daemon(clock, victron="mqtt-battery", stale_after=3)
+    for _ in range(40):  # 4 s of frames, 0.1 s apart
+        d.handle_bytes(STATUS + CELLS)
+        d.housekeeping(clock.now)
+        clock.now += 0.1
+    documents = sink.on("chargerybms/victron")
+    assert 4 <= len(documents) <= 5
+    assert json.loads(documents[-1])["Soc"] == 77
+    for _ in range(100):  # 10 s of silence
+        d.housekeeping(clock.now)
+        clock.now += 0.1
+    # Still sent while the link is online (the first 3 s of silence), none once it is stale.
+    assert len(documents) + 2 <= len(sink.on("chargerybms/victron")) <= len(documents) + 3
+    assert not any(retain for topic, _, retain in sink.published if topic == "chargerybms/victron")
+
+
+def test_a_reconnect_in_the_middle_of_a_burst_does_not_split_it() -> None:
+    clock = Clock()
+    d, sink = daemon(clock)
+    d.handle_bytes(STATUS)
+    d._resync()  # the MQTT thread has just (re)connected: everything is announced again
+    d.housekeeping(clock.now)
+    assert sink.on("chargerybms/current") == ["-12.3", "-12.3"]  # the values, republished
+    assert sink.on("chargerybms/state") == []  # but the state waits for the burst
+    clock.now += 0.004
+    d.handle_bytes(CELLS)
+    clock.now += STATE_DELAY
+    d.housekeeping(clock.now)
+    (state,) = sink.on("chargerybms/state")
+    assert json.loads(state)["pack_voltage"] == 52.92
