@@ -3,6 +3,7 @@ daemon's reaction to them with a recording sink."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -93,7 +94,9 @@ def test_victron_once_a_second_while_online_never_otherwise() -> None:
             times.append(round(now, 2))
         s.frame(now)
         now += 0.05
-    assert len(times) == 5 and all(b - a == pytest.approx(VICTRON_EVERY, abs=0.06) for a, b in zip(times, times[1:]))
+    assert len(times) == 5 and all(
+        b - a == pytest.approx(VICTRON_EVERY, abs=0.06) for a, b in itertools.pairwise(times)
+    )
     assert s.poll(now + STALE).link_offline
     assert not s.poll(now + STALE + 1).victron
     assert not schedule(victron=False).poll(0.0).victron
