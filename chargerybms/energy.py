@@ -50,7 +50,7 @@ class EnergyMeters:
         last = self._last
         if last is not None:
             dt = now - last[0]
-            if 0 < dt <= MAX_GAP:
+            if 0 < dt <= MAX_GAP and (last[1] > 0 or last[2] > 0):  # no current, nothing to save
                 self.charged_wh += max(0.0, last[1]) * dt / 3600
                 self.discharged_wh += max(0.0, last[2]) * dt / 3600
                 self._dirty = True

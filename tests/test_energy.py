@@ -119,3 +119,16 @@ def test_unwritable_state_dir_is_an_error_line_not_a_crash(tmp_path: Path, caplo
     with caplog.at_level(logging.ERROR):
         m.save()
     assert "cannot save" in caplog.text
+
+
+def test_no_current_means_nothing_to_save(tmp_path: Path) -> None:
+    path = tmp_path / "energy.json"
+    m = EnergyMeters(path)
+    for t in range(100):  # storage mode: 0 A for 100 s
+        m.add(0.0, 0.0, float(t))
+    m.save()
+    assert not path.exists()  # an idle battery costs the SD card no writes
+    m.add(0.0, 100.0, 100.0)
+    m.add(0.0, 100.0, 101.0)
+    m.save()
+    assert path.exists()
