@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chargerybms.energy import EnergyMeters  # noqa: E402
-from chargerybms.schedule import ENERGY_SAVE_EVERY  # noqa: E402
+from chargerybms.energy import EnergyMeters
+from chargerybms.schedule import ENERGY_SAVE_EVERY
 
 
 def block_stat(device: str) -> tuple[int, int]:
@@ -40,7 +40,9 @@ def run(saves: int) -> None:
         with open(image, "wb") as f:
             f.truncate(64 << 20)
         subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
-        device = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True).stdout.strip()
+        device = subprocess.run(
+            ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
+        ).stdout.strip()
         try:
             subprocess.run(["mount", device, str(mountpoint)], check=True)
             try:

@@ -78,3 +78,49 @@ def test_bad_values_name_the_setting(values: dict[str, object], setting: str) ->
     constants = {"MQTT_PASSWORD": values["mqtt_password"]} if "mqtt_password" in values else {}
     with pytest.raises(ConfigError, match=f"^{setting}:"):
         load(flags, constants, {})
+
+
+def test_the_settings_block_shows_the_real_defaults_and_only_settings() -> None:
+    """chargery.py's block shows each default as a commented line; config.py decides them."""
+    import ast
+
+    from helpers import CHARGERY
+
+    from chargerybms.config import SETTINGS_FIELDS
+
+    defaults = {f.name.upper(): f.default for f in SETTINGS_FIELDS}
+    shown = {}
+    for line in CHARGERY.read_text().splitlines():
+        if line.startswith("# ") and " = " in line and line[2:3].isupper():
+            name, value = line[2:].split(" = ", 1)
+            shown[name] = ast.literal_eval(value.split("  #")[0])
+    assert len(shown) >= 15
+    for name, value in shown.items():
+        assert name in defaults, name
+        assert value == defaults[name] and type(value) is type(defaults[name]), name
+
+
+def test_a_misspelt_constant_is_an_error_naming_the_closest_setting() -> None:
+    with pytest.raises(ConfigError, match=r"^MQTT_HOSTT: not a setting .*did you mean MQTT_HOST\?"):
+        load({}, {"MQTT_HOSTT": "broker.lan"}, {})
+    with pytest.raises(ConfigError, match=r"^FOO_BAR: not a setting"):
+        load({}, {"FOO_BAR": 1}, {})
+    script_globals = {"MQTT_HOST": "broker.lan", "__name__": "x", "os": None, "main": None}
+    assert load({}, script_globals, {}).mqtt_host == "broker.lan"
+
+
+def test_the_password_is_in_no_repr_log_or_error(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from chargerybms.logs import LOG
+
+    s = load({}, {"MQTT_USERNAME": "u"}, {"CHARGERY_MQTT_PASSWORD": "hunter2-secret"})
+    assert s.mqtt_password == "hunter2-secret"
+    assert "hunter2-secret" not in repr(s) and "hunter2-secret" not in str(s)
+    with caplog.at_level(logging.DEBUG):
+        LOG.debug("settings: %s", s.describe())
+        LOG.info("settings: %r", s)
+    assert "hunter2-secret" not in caplog.text
+    with pytest.raises(ConfigError) as error:
+        load({"mqtt_port": 99999}, {"MQTT_USERNAME": "u"}, {"CHARGERY_MQTT_PASSWORD": "hunter2-secret"})
+    assert "hunter2-secret" not in str(error.value)
