@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,6 +49,30 @@ def _config_error(prog: str, exc: ConfigError) -> int:
     return EXIT_CONFIG
 
 
+# module -> (what needs it, pip name, Debian package)
+DEPENDENCIES = {
+    "serial": ("the serial port", "pyserial", "python3-serial"),
+    "paho.mqtt.client": ("MQTT", "paho-mqtt", "python3-paho-mqtt"),
+}
+
+
+def _missing(prog: str, *modules: str) -> int | None:
+    """One line and exit status 2 (a setup error, like a bad setting) for the first
+    runtime dependency of ``modules`` that cannot be imported; None when all are there."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            needs, pip, apt = DEPENDENCIES[module]
+            print(
+                f"{prog}: {needs} needs the Python package {pip}, which is not installed: "
+                f"sudo apt install {apt} (or pip install {pip} in a virtual environment)",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+    return None
+
+
 def cmd_decode(argv: Sequence[str], _constants: Mapping[str, Any] | None) -> int:
     from .offline import run_decode
 
@@ -76,7 +101,8 @@ def cmd_record(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
         args, settings = _settings(parser, argv, constants)
     except ConfigError as exc:
         return _config_error("chargery.py record", exc)
-    return run_record(settings, args.file, args.seconds)
+    missing = None if settings.demo else _missing("chargery.py record", "serial")
+    return missing if missing is not None else run_record(settings, args.file, args.seconds)
 
 
 def cmd_doctor(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
@@ -93,7 +119,8 @@ def cmd_doctor(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
         args, settings = _settings(parser, argv, constants)
     except ConfigError as exc:
         return _config_error("chargery.py doctor", exc)
-    return run_doctor(settings, args.seconds)
+    missing = _missing("chargery.py doctor", "serial")
+    return missing if missing is not None else run_doctor(settings, args.seconds)
 
 
 COMMANDS = {"decode": cmd_decode, "record": cmd_record, "doctor": cmd_doctor}
@@ -107,6 +134,12 @@ def main(argv: Sequence[str] | None = None, constants: Mapping[str, Any] | None 
         _, settings = _settings(_daemon_parser(), args, constants)
     except ConfigError as exc:
         return _config_error("chargery.py", exc)
+    needed = [] if settings.demo else ["serial"]
+    if not settings.dry_run:
+        needed.append("paho.mqtt.client")
+    missing = _missing("chargery.py", *needed)
+    if missing is not None:
+        return missing
     from .daemon import run
 
     return run(settings)

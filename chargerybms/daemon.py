@@ -30,8 +30,9 @@ from .logs import LOG, RateLimited, setup
 from .notify import Notifier
 from .protocol import Framer, StatusFrame
 from .schedule import Schedule
-from .serial_link import ByteSource, LinkLost, describe, open_source
+from .serial_link import ByteSource, LinkLost
 from .sink import Message, PrintSink, Sink
+from .sources import describe, open_source
 from .state import BatteryState
 from .topics import OFFLINE, ONLINE, Topics
 from .victron import FORMATS as VICTRON_DOCUMENTS

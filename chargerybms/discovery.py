@@ -17,10 +17,11 @@ from typing import Any, Final
 
 from . import __version__
 from .config import Settings
+from .protocol import MODE_NAMES, UNKNOWN_MODE
 from .state import BatteryState
 from .topics import OFFLINE, ONLINE, Topics
 
-MODES: Final = ["discharge", "charge", "storage", "unknown"]
+MODES: Final = (*MODE_NAMES.values(), UNKNOWN_MODE)  # the enum sensor's options
 DIAGNOSTIC: Final = "diagnostic"
 
 
@@ -59,35 +60,35 @@ def _item(field: str, index: int) -> str:
     )
 
 
-V, A, W, PCT, C, MOHM = "V", "A", "W", "%", "°C", "mΩ"
-M, TI = "measurement", "total_increasing"
+VOLT, AMPERE, WATT, PERCENT, CELSIUS, MILLIOHM = "V", "A", "W", "%", "°C", "mΩ"
+MEASUREMENT, TOTAL_INCREASING = "measurement", "total_increasing"  # state classes
 
 BASE_ENTITIES: Final = (
-    Entity("pack_voltage", "Pack voltage", _value("pack_voltage"), device_class="voltage", unit=V, state_class=M, precision=2),
-    Entity("current", "Current", _value("current"), device_class="current", unit=A, state_class=M, precision=1),
-    Entity("power", "Power", _value("power"), device_class="power", unit=W, state_class=M, precision=0),
-    Entity("charge_power", "Charge power", _value("charge_power"), device_class="power", unit=W, state_class=M, precision=0),
-    Entity("discharge_power", "Discharge power", _value("discharge_power"), device_class="power", unit=W, state_class=M, precision=0),
-    Entity("soc", "State of charge", _value("soc"), device_class="battery", unit=PCT, state_class=M),
-    Entity("temperature_1", "Temperature 1", _value("temperature_1"), device_class="temperature", unit=C, state_class=M, precision=1),
-    Entity("temperature_2", "Temperature 2", _value("temperature_2"), device_class="temperature", unit=C, state_class=M, precision=1),
-    Entity("mode", "Mode", _value("mode"), device_class="enum", options=tuple(MODES), icon="mdi:battery-sync"),
-    Entity("energy_charged", "Energy charged", _value("energy_charged"), device_class="energy", unit="kWh", state_class=TI, precision=2),
-    Entity("energy_discharged", "Energy discharged", _value("energy_discharged"), device_class="energy", unit="kWh", state_class=TI, precision=2),
-    Entity("energy_wh", "Stored energy (as reported)", _value("energy_wh"), device_class="energy_storage", unit="Wh", state_class=M, precision=0),
-    Entity("capacity_ah", "Charge (as reported)", _value("capacity_ah"), unit="Ah", state_class=M, precision=1, icon="mdi:battery-charging-high"),
-    Entity("cell_min", "Lowest cell voltage", _value("cell_min"), device_class="voltage", unit=V, state_class=M, precision=3),
-    Entity("cell_max", "Highest cell voltage", _value("cell_max"), device_class="voltage", unit=V, state_class=M, precision=3),
-    Entity("cell_delta", "Cell voltage difference", _value("cell_delta"), device_class="voltage", unit=V, state_class=M, precision=3),
+    Entity("pack_voltage", "Pack voltage", _value("pack_voltage"), device_class="voltage", unit=VOLT, state_class=MEASUREMENT, precision=2),
+    Entity("current", "Current", _value("current"), device_class="current", unit=AMPERE, state_class=MEASUREMENT, precision=1),
+    Entity("power", "Power", _value("power"), device_class="power", unit=WATT, state_class=MEASUREMENT, precision=0),
+    Entity("charge_power", "Charge power", _value("charge_power"), device_class="power", unit=WATT, state_class=MEASUREMENT, precision=0),
+    Entity("discharge_power", "Discharge power", _value("discharge_power"), device_class="power", unit=WATT, state_class=MEASUREMENT, precision=0),
+    Entity("soc", "State of charge", _value("soc"), device_class="battery", unit=PERCENT, state_class=MEASUREMENT),
+    Entity("temperature_1", "Temperature 1", _value("temperature_1"), device_class="temperature", unit=CELSIUS, state_class=MEASUREMENT, precision=1),
+    Entity("temperature_2", "Temperature 2", _value("temperature_2"), device_class="temperature", unit=CELSIUS, state_class=MEASUREMENT, precision=1),
+    Entity("mode", "Mode", _value("mode"), device_class="enum", options=MODES, icon="mdi:battery-sync"),
+    Entity("energy_charged", "Energy charged", _value("energy_charged"), device_class="energy", unit="kWh", state_class=TOTAL_INCREASING, precision=2),
+    Entity("energy_discharged", "Energy discharged", _value("energy_discharged"), device_class="energy", unit="kWh", state_class=TOTAL_INCREASING, precision=2),
+    Entity("energy_wh", "Stored energy (as reported)", _value("energy_wh"), device_class="energy_storage", unit="Wh", state_class=MEASUREMENT, precision=0),
+    Entity("capacity_ah", "Charge (as reported)", _value("capacity_ah"), unit="Ah", state_class=MEASUREMENT, precision=1, icon="mdi:battery-charging-high"),
+    Entity("cell_min", "Lowest cell voltage", _value("cell_min"), device_class="voltage", unit=VOLT, state_class=MEASUREMENT, precision=3),
+    Entity("cell_max", "Highest cell voltage", _value("cell_max"), device_class="voltage", unit=VOLT, state_class=MEASUREMENT, precision=3),
+    Entity("cell_delta", "Cell voltage difference", _value("cell_delta"), device_class="voltage", unit=VOLT, state_class=MEASUREMENT, precision=3),
     Entity("cell_min_index", "Lowest cell", _value("cell_min_index"), icon="mdi:numeric"),
     Entity("cell_max_index", "Highest cell", _value("cell_max_index"), icon="mdi:numeric"),
     Entity("charge_protection", "Charge protection", _flag("charge_protection"), platform="binary_sensor", device_class="problem"),
     Entity("discharge_protection", "Discharge protection", _flag("discharge_protection"), platform="binary_sensor", device_class="problem"),
-    Entity("charge_end_voltage", "Charge end voltage", _value("charge_end_voltage"), device_class="voltage", unit=V, state_class=M, category=DIAGNOSTIC, precision=3),
-    Entity("discharge_end_voltage", "Discharge end voltage", _value("discharge_end_voltage"), device_class="voltage", unit=V, state_class=M, category=DIAGNOSTIC, precision=3),
-    Entity("impedance_total", "Total cell impedance", _value("impedance_total"), unit=MOHM, state_class=M, category=DIAGNOSTIC, precision=1, icon="mdi:omega"),
-    Entity("frames_per_second", "Frames per second", _value("frames_per_second"), unit="frames/s", state_class=M, category=DIAGNOSTIC, link_diagnostic=True, expires=False, icon="mdi:speedometer"),
-    Entity("checksum_failures", "Corrupted frames", _value("checksum_failures"), state_class=TI, category=DIAGNOSTIC, link_diagnostic=True, expires=False, icon="mdi:alert-circle-outline"),
+    Entity("charge_end_voltage", "Charge end voltage", _value("charge_end_voltage"), device_class="voltage", unit=VOLT, state_class=MEASUREMENT, category=DIAGNOSTIC, precision=3),
+    Entity("discharge_end_voltage", "Discharge end voltage", _value("discharge_end_voltage"), device_class="voltage", unit=VOLT, state_class=MEASUREMENT, category=DIAGNOSTIC, precision=3),
+    Entity("impedance_total", "Total cell impedance", _value("impedance_total"), unit=MILLIOHM, state_class=MEASUREMENT, category=DIAGNOSTIC, precision=1, icon="mdi:omega"),
+    Entity("frames_per_second", "Frames per second", _value("frames_per_second"), unit="frames/s", state_class=MEASUREMENT, category=DIAGNOSTIC, link_diagnostic=True, expires=False, icon="mdi:speedometer"),
+    Entity("checksum_failures", "Corrupted frames", _value("checksum_failures"), state_class=TOTAL_INCREASING, category=DIAGNOSTIC, link_diagnostic=True, expires=False, icon="mdi:alert-circle-outline"),
     Entity("last_frame", "Last frame", _value("last_frame"), device_class="timestamp", category=DIAGNOSTIC, link_diagnostic=True, expires=False),
 )  # fmt: skip
 
@@ -99,11 +100,11 @@ def cell_entities(count: int) -> list[Entity]:
         n = i + 1
         out.append(
             Entity(f"cell_{n}_voltage", f"Cell {n} voltage", _item("cell_voltages", i), device_class="voltage",
-                   unit=V, state_class=M, category=DIAGNOSTIC, enabled=False, precision=3)
+                   unit=VOLT, state_class=MEASUREMENT, category=DIAGNOSTIC, enabled=False, precision=3)
         )  # fmt: skip
         out.append(
-            Entity(f"cell_{n}_impedance", f"Cell {n} impedance", _item("cell_impedances", i), unit=MOHM,
-                   state_class=M, category=DIAGNOSTIC, enabled=False, precision=1, icon="mdi:omega")
+            Entity(f"cell_{n}_impedance", f"Cell {n} impedance", _item("cell_impedances", i), unit=MILLIOHM,
+                   state_class=MEASUREMENT, category=DIAGNOSTIC, enabled=False, precision=1, icon="mdi:omega")
         )  # fmt: skip
     return out
 
@@ -163,7 +164,7 @@ class Discovery:
 
     def config(self, state: BatteryState) -> dict[str, Any]:
         components = {e.key: self.component(e) for e in self.entities(state)}
-        for key, platform in self.stale(state).items():
+        for key, platform in self.obsolete(state).items():
             components[key] = {"p": platform}  # only the platform: Home Assistant removes it
         return {
             "device": {
@@ -184,7 +185,7 @@ class Discovery:
     def messages(self, state: BatteryState) -> list[tuple[str, str]]:
         return [(self.topic, json.dumps(self.config(state)))]
 
-    def stale(self, state: BatteryState) -> dict[str, str]:
+    def obsolete(self, state: BatteryState) -> dict[str, str]:
         """Components announced before that this daemon no longer publishes. Decided only once
         the cell count is known, so a restart never removes and re-adds the cell entities."""
         if not (self._cell_limit or state.slots):
@@ -201,4 +202,4 @@ class Discovery:
             self._retained = {str(k): str(v.get("p") or v.get("platform")) for k, v in components.items() if len(v) > 1}
         except (ValueError, AttributeError):
             self._retained = {}
-        return bool(self.stale(state))
+        return bool(self.obsolete(state))

@@ -62,10 +62,10 @@ def firmware(heard: Listening) -> str:
 
 def verdict(heard: Listening, settings: Settings) -> tuple[bool, list[str]]:
     """(healthy, lines to print)."""
-    s = heard.stats
+    stats = heard.stats
     where = settings.port
-    errors = s.checksum_failures + s.implausible
-    if s.bytes_in == 0:
+    errors = stats.checksum_failures + stats.implausible
+    if stats.bytes_in == 0:
         return False, [
             f"No bytes at all from {where} in {heard.seconds:.0f} s.",
             "- Is the BMS display unit on? Some units send nothing while it is off or asleep.",
@@ -80,22 +80,22 @@ def verdict(heard: Listening, settings: Settings) -> tuple[bool, list[str]]:
         ]
     if heard.headers == 0:
         return False, [
-            f"{s.bytes_in} bytes from {where} in {heard.seconds:.0f} s, but never a frame start ($$).",
+            f"{stats.bytes_in} bytes from {where} in {heard.seconds:.0f} s, but never a frame start ($$).",
             "- This is what wrong polarity looks like: the Chargery COM port is RS-232 level. A TTL",
             "  (3.3 V/5 V) adapter needs an inverted RX, or use a real RS-232 adapter.",
             f"- Or the speed is wrong: the BMS sends at 115200 baud (this run: {settings.baud}).",
         ]
-    if s.frames == 0 or errors > HEALTHY_ERROR_RATE * (s.frames + errors):
+    if stats.frames == 0 or errors > HEALTHY_ERROR_RATE * (stats.frames + errors):
         return False, [
-            f"Frames from {where}, but {errors} of {s.frames + errors} are corrupted "
-            f"({s.checksum_failures} checksum failures, {s.implausible} implausible).",
+            f"Frames from {where}, but {errors} of {stats.frames + errors} are corrupted "
+            f"({stats.checksum_failures} checksum failures, {stats.implausible} implausible).",
             "- Noise on the line: keep the cable short, away from power wiring; check ground; an isolated",
             "  adapter helps.",
             "- Or something other than chargery set the port up (XON/XOFF or CR/LF translation eat bytes):",
             "  stop other programs using the port.",
         ]
-    lines = [f"Healthy stream from {where}: {s.frames} frames in {heard.seconds:.0f} s "
-             f"({s.frames / heard.seconds:.1f} per second), {errors} corrupted."]  # fmt: skip
+    lines = [f"Healthy stream from {where}: {stats.frames} frames in {heard.seconds:.0f} s "
+             f"({stats.frames / heard.seconds:.1f} per second), {errors} corrupted."]  # fmt: skip
     if heard.cells:
         volts = heard.cells[-1].cell_voltages
         wired = [i + 1 for i, v in enumerate(volts) if v >= WIRED_MIN_VOLTS]

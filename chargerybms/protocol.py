@@ -4,7 +4,7 @@ Pure on purpose: standard library only, no I/O, no logging, no clocks. The daemo
 ``decode`` command, the doctor and the tests all feed bytes through the same
 :class:`Framer`, so whatever is true of one is true of all.
 
-Wire format (``shared/protocol.md``)::
+Wire format (the whole of it, with the framing rules: ``docs/protocol.md``)::
 
     24 24 | CMD | L | payload ... | CK        L = length of the whole frame
     CK = (sum of bytes 0 .. L-2) & 0xFF
@@ -166,7 +166,7 @@ def _status_frame(  # noqa: PLR0917 - the hot path passes unpacked integers stra
         end_mv / 1000,
         MODE_NAMES.get(mode, UNKNOWN_MODE),
         mode,
-        -deci_amps / 10 if mode == 0 and deci_amps else deci_amps / 10,
+        _signed_current(deci_amps, mode),
         t1 / 10,
         t2 / 10,
         soc,

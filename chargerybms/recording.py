@@ -9,7 +9,8 @@ from types import FrameType
 
 from .config import Settings
 from .protocol import Framer
-from .serial_link import LinkLost, describe, open_source
+from .serial_link import LinkLost
+from .sources import describe, open_source
 
 
 def run_record(settings: Settings, path: str, seconds: float | None) -> int:

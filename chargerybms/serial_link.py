@@ -11,9 +11,6 @@ import os
 import select
 from typing import Any, Protocol
 
-from .config import Settings
-from .simulator import SimulatedBms, SimulatedPort
-
 READ_TIMEOUT = 1.0
 
 
@@ -100,17 +97,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror
     return text or type(exc).__name__
-
-
-def open_source(settings: Settings) -> ByteSource:
-    """The simulator with ``--demo``, else the configured port. Raises :class:`LinkLost`."""
-    if settings.demo:
-        bms = SimulatedBms(settings.demo_model, firmware=settings.demo_firmware, cells=settings.cells or None)
-        return SimulatedPort(bms, speed=settings.demo_speed)
-    return SerialPort(settings.port, settings.baud)
-
-
-def describe(settings: Settings) -> str:
-    if settings.demo:
-        return f"simulated BMS{settings.demo_model}T (firmware {settings.demo_firmware} layout)"
-    return settings.port

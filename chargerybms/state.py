@@ -64,7 +64,7 @@ class BatteryState:
         self.seen: dict[str, str] = {}  # frame type -> when last seen (ISO 8601, UTC)
         self._iso: tuple[int, str | None] = (-1, None)  # the last second formatted
         self._encoded: dict[str, str] = {}
-        self._stale_parts = {"cells": True, "status": True, "impedances": True}
+        self._changed_parts = {"cells": True, "status": True, "impedances": True}  # to encode again
 
     def _stamp(self, wall: float) -> str | None:
         second = int(wall)
@@ -79,19 +79,19 @@ class BatteryState:
         if type(frame) is StatusFrame:
             self.status = frame
             self.seen["status"] = stamp
-            self._stale_parts["status"] = True
+            self._changed_parts["status"] = True
         elif type(frame) is CellsFrame:
             self.cells = frame
             self.slots = len(frame.cell_voltages)
             self.summary = CellSummary.of(frame.cell_voltages[:limit])
             self.seen["cells"] = stamp
-            self._stale_parts["cells"] = True
+            self._changed_parts["cells"] = True
         elif type(frame) is ImpedancesFrame:
             self.impedances = frame
             self.cell_impedances = frame.cell_impedances[:limit]
             self.impedance_total = round(sum(self.cell_impedances), 1)
             self.seen["impedances"] = stamp
-            self._stale_parts["impedances"] = True
+            self._changed_parts["impedances"] = True
 
     @property
     def has_data(self) -> bool:
@@ -191,10 +191,10 @@ class BatteryState:
     def document_json(self, extra: dict[str, Any] | None = None) -> str:
         """:meth:`document` as JSON, reusing each frame type's part as encoded on arrival."""
         parts = self._encoded
-        for kind, stale in self._stale_parts.items():
-            if stale:
+        for kind, changed in self._changed_parts.items():
+            if changed:
                 parts[kind] = _encode(_PARTS[kind](self))[1:-1]
-                self._stale_parts[kind] = False
+                self._changed_parts[kind] = False
         return (
             f"{{{parts['cells']},{parts['status']},{parts['impedances']},{_encode(self._combined_part(extra))[1:-1]}}}"
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from .protocol import CellsFrame, Frame, ImpedancesFrame, StatusFrame
+from .protocol import MODE_NAMES, CellsFrame, Frame, ImpedancesFrame, StatusFrame
 from .state import BatteryState
 
 LEGACY_TOPICS: Final = (
@@ -34,7 +34,8 @@ STATE: Final = "state"  # the JSON document
 VICTRON: Final = "victron"  # the Venus OS driver's document (--victron), not retained
 ONLINE: Final = "online"
 OFFLINE: Final = "offline"
-MODE_TITLES: Final = {0: "Discharge", 1: "Charge", 2: "Storage"}
+# The original script's `modename`: the mode names of protocol.MODE_NAMES, capitalised.
+MODE_TITLES: Final = {code: name.capitalize() for code, name in MODE_NAMES.items()}
 
 Message = tuple[str, str]  # (topic, payload); telemetry is never retained
 

@@ -11,13 +11,19 @@ if str(ROOT) not in sys.path:
 
 
 from collections.abc import Callable, Iterator  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 import pytest  # noqa: E402
-from harness import Broker, DaemonProcess, FakeBms, Subscriber  # noqa: E402
+
+if TYPE_CHECKING:  # the harness needs paho-mqtt: imported by the fixtures that use it only,
+    # so the decoder's tests run on a machine without it
+    from harness import Broker, DaemonProcess, FakeBms, Subscriber
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
+    from harness import Broker
+
     b = Broker(tmp_path / "broker").start()
     yield b
     b.stop()
@@ -25,6 +31,8 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 @pytest.fixture
 def bms(tmp_path: Path) -> Iterator[FakeBms]:
+    from harness import FakeBms
+
     fake = FakeBms(tmp_path / "ttyBMS")
     yield fake
     fake.close()
@@ -32,6 +40,8 @@ def bms(tmp_path: Path) -> Iterator[FakeBms]:
 
 @pytest.fixture
 def subscriber(broker: Broker) -> Iterator[Subscriber]:
+    from harness import Subscriber
+
     s = Subscriber(broker)
     yield s
     s.close()
@@ -40,6 +50,8 @@ def subscriber(broker: Broker) -> Iterator[Subscriber]:
 @pytest.fixture
 def start_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     """Start ``chargery.py`` with the given flags; every one is stopped at teardown."""
+    from harness import DaemonProcess
+
     started: list[DaemonProcess] = []
 
     def start(*args: str, env: dict[str, str] | None = None, name: str = "daemon") -> DaemonProcess:

@@ -142,3 +142,39 @@ def test_repeated_errors_are_rate_limited(caplog: pytest.LogCaptureFixture) -> N
         "broker down (39 more like this since the last report)",
         "broker down",  # after reset: news again
     ]
+
+
+def _run_demo(*extra: str) -> list[str]:
+    proc = subprocess.Popen(
+        chargery_cmd("--demo", "--demo-speed", "20", *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    return out.splitlines()
+
+
+def test_demo_shows_the_battery_first_and_summarises_discovery() -> None:
+    lines = _run_demo()
+    configs = [line for line in lines if line.startswith("homeassistant/device/chargerybms/config ")]
+    assert configs and all(len(c) < 200 and "entities" in c and "bytes" in c for c in configs)  # not 10 kB a line
+    assert all(len(line) < 2000 for line in lines)
+    for whole in (_run_demo("--dry-run"), _run_demo("-d")):
+        config = [line for line in whole if line.startswith("homeassistant/device/chargerybms/config ")][-1]
+        document = json.loads(config.split(" ", 1)[1])  # exact `topic payload`, as published
+        assert document["components"]["pack_voltage"]["unique_id"] == "chargery_chargerybms_pack_voltage"
+
+
+def test_a_misspelt_setting_in_chargery_py_stops_with_exit_2(tmp_path: Path) -> None:
+    script = tmp_path / "chargery.py"
+    script.write_text(CHARGERY.read_text().replace('# MQTT_HOST = "127.0.0.1"', 'MQTT_HOSTT = "broker.lan"'))
+    result = subprocess.run(
+        [sys.executable, str(script), "--demo"], capture_output=True, text=True, timeout=30, check=False,
+        env={"PYTHONPATH": str(CHARGERY.parent), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "chargery.py: configuration error: MQTT_HOSTT: not a setting (in the settings block of chargery.py); "
+        "did you mean MQTT_HOST?"
+    )

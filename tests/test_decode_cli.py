@@ -69,3 +69,25 @@ def test_hex_with_odd_length() -> None:
 def test_hex_with_non_hex_characters() -> None:
     result = run("--hex", stdin=b"24 24 zz")
     assert result.returncode == 2 and "'z'" in result.stderr.decode()
+
+
+def test_the_json_lines_are_exactly_what_the_json_module_writes() -> None:
+    """decode writes its lines without the json module's encoder, for speed: same bytes."""
+    import json
+
+    from chargerybms.offline import json_line
+    from chargerybms.protocol import Framer, frame_fields
+    from chargerybms.simulator import SimulatedBms
+
+    frames = []
+    for firmware in ("1.22", "1.25", "1.26"):
+        framer = Framer()
+        for chunk in SimulatedBms(24, firmware=firmware, cycle=16).seconds(40):
+            frames += framer.feed(chunk)
+    framer = Framer()
+    for vector in load_vectors("frames.json"):
+        frames += framer.feed(bytes.fromhex(vector["hex"]))
+    assert len({type(f) for _, f in frames}) == 3
+    for offset, frame in frames:
+        expected = json.dumps({"offset": offset, **frame_fields(frame)}, separators=(", ", ": "))
+        assert json_line(offset, frame) == expected
