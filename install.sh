@@ -122,8 +122,8 @@ do_install() {
         install_file 644 "$f" "$PREFIX/chargerybms/$(basename "$f")"
     done
     install_file 644 "$SRC/README.md" "$PREFIX/README.md"
-    install_file 644 "$SRC/systemd/chargery.service" "$UNITDIR/chargery.service"
-    install_file 644 "$SRC/systemd/chargery@.service" "$UNITDIR/chargery@.service"
+    install_file 644 "$SRC/chargery.service" "$UNITDIR/chargery.service"
+    install_file 644 "$SRC/chargery@.service" "$UNITDIR/chargery@.service"
     if [ "$venv" = yes ]; then
         system python3 -m venv "$PREFIX/venv"
         system "$PREFIX/venv/bin/pip" install --upgrade "pyserial>=3.5" "paho-mqtt>=1.6.1,<3"

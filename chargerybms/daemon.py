@@ -286,9 +286,11 @@ class Daemon:
                     try:
                         source = self._source_factory(s)
                     except LinkLost as exc:
+                        # Keyed by the reason: a new one (the adapter is there now, but
+                        # refuses) is news at once, the same one again is rate-limited.
                         self._limited.log(
                             logging.WARNING,
-                            "open",
+                            f"open:{exc}",
                             "serial: cannot open %s: %s; retrying (every %.0f s at most)",
                             s.port,
                             exc,
@@ -297,7 +299,7 @@ class Daemon:
                         next_open = now + backoff
                         backoff = min(backoff * 2, OPEN_BACKOFF_MAX)
                         continue
-                    self._limited.reset("open")
+                    self._limited.reset_all()
                     LOG.info("serial: opened %s", describe(s))
                     backoff = OPEN_BACKOFF_FIRST
                 try:

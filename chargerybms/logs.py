@@ -4,11 +4,16 @@ limiter so that a noisy line or a dead broker cannot flood the journal."""
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 import time
 from collections.abc import Callable
 
 LOG = logging.getLogger("chargery")
+# --log-file is rotated at this size, keeping this many old files: at most 4 MiB on the SD
+# card, whatever happens (a noisy line, -d left on).
+LOG_FILE_MAX_BYTES = 1 << 20
+LOG_FILE_BACKUPS = 3
 
 
 def setup(debug: bool, log_file: str = "") -> None:
@@ -19,7 +24,9 @@ def setup(debug: bool, log_file: str = "") -> None:
     stderr.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     root.addHandler(stderr)
     if log_file:
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
+        )
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)

@@ -93,7 +93,8 @@ class SerialPort:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror
-    return text or type(exc).__name__
+    """The system's words for what went wrong (``No such file or directory``, ``Permission
+    denied``, ``No such device or address``...), not pyserial's sentence around them."""
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__

@@ -178,3 +178,24 @@ def test_a_misspelt_setting_in_chargery_py_stops_with_exit_2(tmp_path: Path) -> 
         "chargery.py: configuration error: MQTT_HOSTT: not a setting (in the settings block of chargery.py); "
         "did you mean MQTT_HOST?"
     )
+
+
+def test_the_log_file_is_rotated_and_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """chargery.log cannot fill an SD card: it rolls over at LOG_FILE_MAX_BYTES and keeps
+    LOG_FILE_BACKUPS old files."""
+    from chargerybms import logs
+
+    monkeypatch.setattr(logs, "LOG_FILE_MAX_BYTES", 10_000)
+    path = tmp_path / "chargery.log"
+    logs.setup(debug=True, log_file=str(path))
+    try:
+        for i in range(5000):
+            logs.LOG.debug("frame at %d: a line of about sixty characters, like -d writes", i)
+    finally:
+        for handler in list(logging.getLogger().handlers):
+            handler.close()
+            logging.getLogger().removeHandler(handler)
+    files = sorted(tmp_path.glob("chargery.log*"))
+    assert [f.name for f in files] == ["chargery.log", "chargery.log.1", "chargery.log.2", "chargery.log.3"]
+    assert all(f.stat().st_size <= 10_000 for f in files)
+    assert "frame at 4999" in path.read_text()

@@ -23,7 +23,7 @@ from chargerybms.notify import Notifier
 from chargerybms.sink import PrintSink
 
 STATUS = bytes.fromhex(next(v["hex"] for v in load_vectors("frames.json") if v["id"] == "A1"))
-UNITS = ROOT / "systemd"
+UNITS = ROOT  # the unit files stand at the top of the repository, beside chargery.py
 
 
 def unit_copies(tmp_path: Path) -> list[Path]:
