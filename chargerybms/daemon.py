@@ -31,19 +31,19 @@ from .notify import Notifier
 from .protocol import Framer, StatusFrame
 from .schedule import Schedule
 from .serial_link import ByteSource, LinkLost
-from .sink import Message, PrintSink, Sink
+from .sink import PrintSink, Sink
 from .sources import describe, open_source
 from .state import BatteryState
-from .topics import OFFLINE, ONLINE, Topics
+from .topics import OFFLINE, ONLINE, Message, Topics
 from .victron import FORMATS as VICTRON_DOCUMENTS
 
 OPEN_BACKOFF_FIRST = 1.0
 OPEN_BACKOFF_MAX = 10.0
 QUALITY_WINDOW = 60.0  # seconds over which frames per second and error rates are computed
 
-# What the MQTT thread hands over: (topic, payload) of a subscribed message, or RESYNC.
-RESYNC = ("", b"")
-Event = tuple[str, bytes]
+# What the MQTT thread hands over: (topic, payload, retained) of a subscribed message, or RESYNC.
+Event = tuple[str, bytes, bool]
+RESYNC: Event = ("", b"", False)
 
 
 class Daemon:
@@ -94,7 +94,7 @@ class Daemon:
             will_topic=self.topics.status,
             subscriptions=subscriptions,
             on_connected=self._resync,
-            on_message=lambda topic, payload: self._events.put((topic, payload)),
+            on_message=lambda topic, payload, retained: self._events.put((topic, payload, retained)),
         )
 
     def _energy_path(self) -> Path | None:
@@ -113,18 +113,23 @@ class Daemon:
     # --- events from the MQTT thread, handled here in the main thread -------------------
 
     def _handle_events(self, now: float) -> None:
+        if self._events.empty():  # the usual case, once per read: no exception to raise
+            return
         resync = False
         while True:
             try:
-                topic, payload = self._events.get_nowait()
+                event = self._events.get_nowait()
             except queue.Empty:
                 break
-            if (topic, payload) == RESYNC:
+            topic, payload, retained = event
+            if event == RESYNC:
                 resync = True
             elif topic == self.settings.ha_status_topic and payload.strip().lower() == ONLINE.encode():
                 LOG.info("Home Assistant came online: announcing the device again")
                 resync = True
-            elif self.discovery is not None and topic == self.discovery.topic:
+            elif self.discovery is not None and topic == self.discovery.topic and retained:
+                # Only what the broker held when we subscribed (MQTT 3.1.1 sets RETAIN only
+                # on those): the echo of our own announcement must not hide older entities.
                 if self.discovery.note_retained(payload, self.state):
                     LOG.info("Home Assistant: removing entities this daemon no longer publishes")
                     resync = True

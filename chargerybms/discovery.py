@@ -183,7 +183,11 @@ class Discovery:
         }
 
     def messages(self, state: BatteryState) -> list[tuple[str, str]]:
-        return [(self.topic, json.dumps(self.config(state)))]
+        """The announcement. Once it is published the broker holds it, stubs and all: the
+        stubs are not needed again, unless the broker says otherwise (:meth:`note_retained`)."""
+        config = self.config(state)
+        self._retained = {key: c["p"] for key, c in config["components"].items() if len(c) > 1}
+        return [(self.topic, json.dumps(config))]
 
     def obsolete(self, state: BatteryState) -> dict[str, str]:
         """Components announced before that this daemon no longer publishes. Decided only once

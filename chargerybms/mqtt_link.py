@@ -20,8 +20,7 @@ from typing import Any
 
 from .config import ConfigError, Settings
 from .logs import LOG, RateLimited
-from .sink import Message
-from .topics import OFFLINE, ONLINE
+from .topics import OFFLINE, ONLINE, Message
 
 KEEPALIVE = 30
 BACKOFF_FIRST = 1.0
@@ -34,8 +33,9 @@ _CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux only
 class MqttLink:
     """A :class:`~chargerybms.sink.Sink` that connects in the background and keeps
     connecting. ``on_connected`` runs in the network thread after every successful
-    connect (after ``status online``); ``on_message(topic, payload)``, also in the network
-    thread, for messages on subscribed topics."""
+    connect (after ``status online``); ``on_message(topic, payload, retained)``, also in the
+    network thread, for messages on subscribed topics (``retained``: delivered because we
+    subscribed, i.e. what the broker held then, not a live publication)."""
 
     def __init__(
         self,
@@ -44,7 +44,7 @@ class MqttLink:
         will_topic: str,
         subscriptions: tuple[str, ...] = (),
         on_connected: Callable[[], None] = lambda: None,
-        on_message: Callable[[str, bytes], None] = lambda topic, payload: None,
+        on_message: Callable[[str, bytes, bool], None] = lambda topic, payload, retained: None,
     ) -> None:
         import paho.mqtt.client as mqtt
 
@@ -273,7 +273,7 @@ class MqttLink:
 
     def _handle_message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
-            self._on_message_cb(message.topic, message.payload)
+            self._on_message_cb(message.topic, message.payload, bool(message.retain))
         except Exception:
             LOG.exception("MQTT: error while handling a message on %s", message.topic)
 

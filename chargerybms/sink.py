@@ -8,9 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import IO, Protocol
 
-from .topics import ONLINE
-
-Message = tuple[str, str]  # (topic, payload)
+from .topics import ONLINE, Message
 
 
 class Sink(Protocol):

@@ -18,19 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from helpers import chargery_cmd, free_port, require_tool
+from helpers import chargery_cmd, free_port, require_tool, wait_until
 
 Predicate = Callable[[str], bool]
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 # --- TLS material ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 import jinja2
 import pytest
 from ha_rules import BINARY_SENSOR_CLASSES, ENTITY_CATEGORIES, triple_error
+from helpers import RecordingSink
 
 from chargerybms.config import load
 from chargerybms.daemon import Daemon
@@ -97,7 +98,7 @@ def test_discovery_schema(slots: int, firmware: str) -> None:
 @pytest.mark.parametrize("firmware", ["1.22", "1.25", "1.26"])
 def test_every_state_value_has_an_entity_and_every_template_renders(firmware: str) -> None:
     s = settings(demo=True, dry_run=True)
-    daemon = Daemon(s, sink=_Recorder())
+    daemon = Daemon(s, sink=RecordingSink())
     framer_input = SimulatedBms(16, firmware=firmware, cycle=16)
     for chunk in framer_input.seconds(20):
         daemon.handle_bytes(chunk)
@@ -173,16 +174,23 @@ def test_removed_components_are_cleared_once_the_cell_count_is_known() -> None:
     assert all(len(c) > 1 for c in e.config(empty)["components"].values())
 
 
-class _Recorder:
-    connected = True
+def test_our_own_echo_does_not_hide_entities_to_remove() -> None:
+    """The daemon subscribes to its discovery topic to learn what the broker keeps. The
+    retained copy (delivered on subscribing, RETAIN set) and the echo of its own new
+    announcement (a live publication, RETAIN clear) may be handled in one go: only the
+    retained one says what is to be removed."""
+    from chargerybms.protocol import encode_cells
 
-    def __init__(self) -> None:
-        self.published: list[tuple[str, str, bool]] = []
-
-    def publish(self, topic: str, payload: str, retain: bool = False, qos: int = 0) -> bool:
-        self.published.append((topic, payload, retain))
-        return True
-
-    def publish_many(self, messages: list[tuple[str, str]]) -> None:
-        for topic, payload in messages:
-            self.publish(topic, payload)
+    old = json.dumps(discovery(settings()).config(state_from_simulator(16, "1.26"))).encode()
+    s = settings(cells=8, port="/dev/null")
+    daemon = Daemon(s, sink=RecordingSink())
+    daemon.handle_bytes(encode_cells([3300] * 16, energy_mwh=1, capacity_mah=1))
+    topic = daemon.discovery.topic  # type: ignore[union-attr]
+    ours = json.dumps(daemon.discovery.config(daemon.state)).encode()  # type: ignore[union-attr]
+    daemon._events.put((topic, old, True))
+    daemon._events.put((topic, ours, False))
+    daemon.housekeeping(time.monotonic())
+    sink: RecordingSink = daemon.sink  # type: ignore[assignment]
+    last = json.loads(sink.on(topic)[-1])
+    assert last["components"]["cell_9_voltage"] == {"p": "sensor"}
+    assert "name" in last["components"]["cell_8_voltage"]

@@ -17,11 +17,11 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import IN_CI, ROOT
+from helpers import IN_CI, ROOT, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -31,16 +31,6 @@ BASE_ENV = (
     "CHARGERY_PORT=socket://127.0.0.1:5001\nCHARGERY_MQTT_USERNAME=chargery\n"
     "CHARGERY_STALE_AFTER=3\nCHARGERY_HEARTBEAT=5\n"
 )
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +116,7 @@ def now_in(box: Any) -> str:
 
 
 def test_ready_as_user_chargery_with_the_credential_not_the_file(box: Any) -> None:
-    wait_for(lambda: show(box, "chargery", "SubState")["SubState"] == "running", 30, "chargery running (READY=1)")
+    wait_until(lambda: show(box, "chargery", "SubState")["SubState"] == "running", 30, "chargery running (READY=1)")
     state = show(box, "chargery", "Type", "ActiveState", "SubState", "StatusText")
     assert state["Type"] == "notify" and state["ActiveState"] == "active"
     pid = main_pid(box)
@@ -142,9 +132,9 @@ def test_ready_as_user_chargery_with_the_credential_not_the_file(box: Any) -> No
 def test_bms_silence_turns_link_offline_and_back(box: Any) -> None:
     pid = main_pid(box)
     box.run("systemctl kill -s USR1 bms@1")
-    wait_for(lambda: retained(box, f"{P}/link") == "offline", 15, "link offline")
+    wait_until(lambda: retained(box, f"{P}/link") == "offline", 15, "link offline")
     box.run("systemctl kill -s USR2 bms@1")
-    wait_for(lambda: retained(box, f"{P}/link") == "online", 15, "link online again")
+    wait_until(lambda: retained(box, f"{P}/link") == "online", 15, "link online again")
     assert main_pid(box) == pid
 
 
@@ -162,13 +152,13 @@ def test_a_frozen_daemon_is_aborted_by_the_watchdog_and_restarted(box: Any) -> N
     # The mechanism, with a 6 s watchdog instead of the unit's 60 s to keep CI short.
     box.write("/etc/systemd/system/chargery.service.d/watchdog-test.conf", "[Service]\nWatchdogSec=6\n")
     box.run("systemctl daemon-reload && systemctl restart chargery")
-    wait_for(lambda: show(box, "chargery", "SubState")["SubState"] == "running", 30, "running")
+    wait_until(lambda: show(box, "chargery", "SubState")["SubState"] == "running", 30, "running")
     time.sleep(8)  # fed while healthy: not restarted
     assert show(box, "chargery", "NRestarts")["NRestarts"] == "0"
     pid = main_pid(box)
     since = now_in(box)
     box.run(f"kill -STOP {pid}")
-    wait_for(lambda: main_pid(box) not in (0, pid), 60, "a new main process")
+    wait_until(lambda: main_pid(box) not in (0, pid), 60, "a new main process")
     log = journal(box, since=since)
     assert "Watchdog timeout" in log and ("ABRT" in log or "core-dump" in log), log[-2000:]
     assert int(show(box, "chargery", "NRestarts")["NRestarts"]) >= 1
@@ -192,7 +182,7 @@ def test_a_configuration_error_is_exit_2_and_not_restarted(box: Any) -> None:
     box.write("/etc/chargery/chargery.env", BASE_ENV + "CHARGERY_MQTT_PORT=99999\n", mode=0o640)
     box.run("chgrp chargery /etc/chargery/chargery.env")
     box.run("systemctl start chargery", check=False)
-    wait_for(lambda: show(box, "chargery", "ActiveState")["ActiveState"] == "failed", 20, "failed")
+    wait_until(lambda: show(box, "chargery", "ActiveState")["ActiveState"] == "failed", 20, "failed")
     time.sleep(7)  # RestartSec=5 has passed
     state = show(box, "chargery", "ExecMainStatus", "ActiveState", "NRestarts")
     assert state == {"ExecMainStatus": "2", "ActiveState": "failed", "NRestarts": "0"}
@@ -220,7 +210,7 @@ def test_two_instances_side_by_side_with_their_own_prefix_state_and_credentials(
     box.run("systemctl enable --now chargery@a chargery@b chargery@c")
     assert next_value(box, f"{P}/a/batteryvolt") == "53.294"
     assert next_value(box, f"{P}/b/batteryvolt") == "53.294"
-    wait_for(lambda: "refused the connection" in journal(box, "chargery@c"), 20, "c refused by the broker")
+    wait_until(lambda: "refused the connection" in journal(box, "chargery@c"), 20, "c refused by the broker")
     assert show(box, "chargery@c", "ActiveState")["ActiveState"] == "active"  # retrying, not exit 2
     assert "a password is set but no user name" not in journal(box, "chargery@c")
     time.sleep(2)
@@ -235,7 +225,7 @@ def test_two_instances_side_by_side_with_their_own_prefix_state_and_credentials(
 def test_the_log_file_under_the_sandbox(box: Any) -> None:
     box.write("/etc/chargery/chargery.env", BASE_ENV + "CHARGERY_LOG_FILE=/var/log/chargery/chargery.log\n", mode=0o640)
     box.run("chgrp chargery /etc/chargery/chargery.env && systemctl restart chargery")
-    wait_for(
+    wait_until(
         lambda: "MQTT: connected" in box.run("cat /var/log/chargery/chargery.log", check=False).stdout,
         20,
         "the log file",
@@ -256,12 +246,12 @@ def test_an_adapter_plugged_in_later_is_refused_by_its_driver_not_by_the_policy(
         box.write("/etc/chargery/chargery.env", BASE_ENV.replace("socket://127.0.0.1:5001", f"/dev/{node}"), mode=0o640)
         box.run("chgrp chargery /etc/chargery/chargery.env")
         box.run(f"rm -f /dev/{node}; systemctl restart chargery")
-        wait_for(
+        wait_until(
             lambda n=node: f"cannot open /dev/{n}: No such file or directory" in journal(box), 20, "absent at start"
         )
         box.run(f"mknod -m 660 /dev/{node} c {major} {minor} && chgrp dialout /dev/{node}")
         expected = "Operation not permitted" if minor > 7 else "No such device or address"
-        wait_for(
+        wait_until(
             lambda n=node, e=expected: f"cannot open /dev/{n}: {e}" in journal(box), 20, f"/dev/{node}: {expected}"
         )
         if minor <= 7:
@@ -284,6 +274,6 @@ def test_both_units_come_up_at_boot(box: Any) -> None:
     box.poweroff()
     box.boot()
     for unit in ("chargery", "chargery@a", "chargery@b"):
-        wait_for(lambda u=unit: show(box, u, "SubState")["SubState"] == "running", 30, f"{unit} running after boot")
+        wait_until(lambda u=unit: show(box, u, "SubState")["SubState"] == "running", 30, f"{unit} running after boot")
     assert next_value(box, f"{P}/a/batteryvolt") == "53.294"
     assert next_value(box, f"{P}/batteryvolt") == "53.294"
