@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -219,6 +218,8 @@ def _check_constant_names(constants: Mapping[str, Any]) -> None:
     known = {f.name.upper() for f in SETTINGS_FIELDS}
     for name in constants:
         if _CONSTANT_NAME.fullmatch(name) and name not in known:
+            import difflib  # only to word the error
+
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else "; see README.md for the settings"
             raise ConfigError(f"{name}: not a setting (in the settings block of chargery.py){hint}")

@@ -4,7 +4,6 @@ limiter so that a noisy line or a dead broker cannot flood the journal."""
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import sys
 import time
 from collections.abc import Callable
@@ -24,7 +23,9 @@ def setup(debug: bool, log_file: str = "") -> None:
     stderr.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     root.addHandler(stderr)
     if log_file:
-        handler = logging.handlers.RotatingFileHandler(
+        from logging.handlers import RotatingFileHandler  # only with a log file: it brings pickle along
+
+        handler = RotatingFileHandler(
             log_file, maxBytes=LOG_FILE_MAX_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
         )
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
