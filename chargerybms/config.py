@@ -309,7 +309,7 @@ def validate(s: Settings) -> None:
     if s.victron_topic:
         _check_topic("victron_topic", s.victron_topic)
     if s.capacity_ah < 0:
-        raise ConfigError(f"capacity_ah: {s.capacity_ah:g} must be more than 0 Ah")
+        raise ConfigError(f"capacity_ah: {s.capacity_ah:g} is negative (give the capacity in Ah, or 0 for unset)")
     if s.victron == "serialbattery" and not s.capacity_ah:
         raise ConfigError(
             "capacity_ah: --victron serialbattery needs the battery's capacity in Ah "

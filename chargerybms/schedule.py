@@ -128,8 +128,9 @@ class Schedule:
             deadlines.append(self._state_due)
         if self.link_online is not False:
             deadlines.append(self._silent_since + self.stale_after)
-        if self.link_online and self._state_due is None:
-            deadlines.append(self._last_state + self.heartbeat)
+        if self.link_online:
+            if self._state_due is None:
+                deadlines.append(self._last_state + self.heartbeat)
             if self.victron:
                 deadlines.append(self._next_victron)
         return max(0.0, min(deadlines) - now)
