@@ -3,6 +3,10 @@
     python3 bench/daemon_bench.py            the full run (about 2 minutes)
     python3 bench/daemon_bench.py --quick    a short run (about 30 s), as the test suite does
     python3 bench/daemon_bench.py --soak 600 add 10 minutes at line rate for the memory record
+    python3 bench/daemon_bench.py --compare bcdc4e5
+                                             the same measurements of another version (a git
+                                             worktree of that commit), run alternately with this
+                                             one, both printed side by side
 
 Runs ``chargery.py`` as a subprocess against a real mosquitto on a free loopback port, with a
 pseudo-terminal fed by the simulator standing in for the BMS, and a real subscriber. It
@@ -133,6 +137,34 @@ def line_rate(work: Path, broker: Broker, seconds: float, *extra: str) -> dict[s
     finally:
         daemon.stop()
         sub.close()
+        bms.close()
+
+
+def real_cadence(work: Path, broker: Broker, seconds: float, script: Path | None = None) -> dict[str, float]:
+    """CPU per frame at the BMS's own cadence: every second a burst (status, cells every two
+    seconds, impedances at a current reversal), written back to back as the BMS does. On a
+    Raspberry Pi this is all the daemon ever sees."""
+    bms = FakeBms(work / "ttyCadence").plug()
+    daemon = DaemonProcess(work / f"cadence{time.monotonic_ns()}", flags(broker, bms), script=script)
+    sim = SimulatedBms(16, firmware="1.26", seed=3, cycle=40)
+    try:
+        wait_until(lambda: "MQTT: connected" in daemon.log() and "serial: opened" in daemon.log(), 15, "daemon up")
+        start = time.monotonic()
+        frames = 0
+        cpu_start = 0.0
+        for second in range(int(seconds) + 3):
+            if second == 3:  # warmed up: the model is announced, the first documents are out
+                cpu_start, frames = cpu_seconds(daemon.proc.pid), 0
+            burst = sim.frames_at(sim.t)
+            sim.t += 1
+            for frame in burst:
+                bms.write(frame)
+            frames += len(burst)
+            time.sleep(max(0.0, start + second + 1 - time.monotonic()))
+        cpu = cpu_seconds(daemon.proc.pid) - cpu_start
+        return {"frames": frames, "cpu_ms_per_frame": 1000 * cpu / max(1, frames), "rss": rss_mb(daemon.proc.pid)}
+    finally:
+        daemon.stop()
         bms.close()
 
 

@@ -9,6 +9,7 @@ import pwd
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import tty
@@ -293,7 +294,10 @@ class FakeBms:
 class DaemonProcess:
     """``python3 chargery.py ...`` as a user or systemd would start it."""
 
-    def __init__(self, directory: Path, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, directory: Path, args: list[str], env: dict[str, str] | None = None, script: Path | None = None
+    ) -> None:
+        """``script``: another checkout's ``chargery.py`` (the benchmarks compare versions)."""
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.log_path = directory / "daemon.log"
@@ -303,7 +307,8 @@ class DaemonProcess:
         environ.update(env or {})
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self._out = open(self.out_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(chargery_cmd(*args), stdout=self._out, stderr=self._log, env=environ)
+        command = chargery_cmd(*args) if script is None else [sys.executable, str(script), *args]
+        self.proc = subprocess.Popen(command, stdout=self._out, stderr=self._log, env=environ)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
