@@ -10,31 +10,32 @@ python3 chargery.py decode|record|doctor --help
 # ---------------------------------------------------------------------------------------
 # Settings. Uncomment a line and edit it, or set CHARGERY_<NAME> in the environment (for
 # systemd's EnvironmentFile=), or pass a flag (--port, --mqtt-host, ...). A flag wins over
-# the environment, which wins over this block. Each line shows the default; a name here
-# that is not a setting stops the daemon with a message naming the closest one.
+# the environment, which wins over this block. Each line shows the default (None: unset,
+# and the comment says what that means); a name here that is not a setting stops the
+# daemon with a message naming the closest one.
 # ---------------------------------------------------------------------------------------
 # PORT = "/dev/ttyUSB0"  # serial device, or a pyserial URL: socket://host:port, rfc2217://...
 # BAUD = 115200
 
-# MQTT_HOST = "127.0.0.1"
-# MQTT_PORT = 1883
-# MQTT_USERNAME = ""
-# MQTT_PASSWORD = ""  # better: CHARGERY_MQTT_PASSWORD, MQTT_PASSWORD_FILE or a systemd credential
-# MQTT_PASSWORD_FILE = ""
+# MQTT_HOST = None  # the broker, e.g. "192.168.1.10"; unset: "127.0.0.1"
+# MQTT_PORT = None  # unset: 1883
+# MQTT_USERNAME = None
+# MQTT_PASSWORD = None  # better: CHARGERY_MQTT_PASSWORD, MQTT_PASSWORD_FILE or a systemd credential
+# MQTT_PASSWORD_FILE = None
 # MQTT_TLS = False
-# MQTT_CA_FILE = ""  # empty: the system's CA certificates
-# MQTT_CLIENT_ID = ""  # empty: chargery-<device id>
+# MQTT_CA_FILE = None  # unset: the system's CA certificates
+# MQTT_CLIENT_ID = None  # unset: chargery-<device id>
 
 # TOPIC_PREFIX = "chargerybms"
-# CELLS = 0  # cells really in series; 0: every slot the BMS sends
+# CELLS = None  # cells really in series; unset (or 0): every slot the BMS sends
 # PUBLISH_CELLS = False  # cellvolt1..N and cellimped1..N topics
 # STALE_AFTER = 10.0  # seconds without a valid frame before <prefix>/link goes offline
 
 # HA_DISCOVERY = True  # Home Assistant MQTT discovery
 # DEVICE_NAME = "Chargery BMS"
 
-# VICTRON = ""  # a document for a Victron GX driver: "serialbattery" or "mqtt-battery"
-# CAPACITY_AH = 0.0  # the battery's capacity in Ah (needed by VICTRON = "serialbattery")
+# VICTRON = None  # a document for a Victron GX driver: "serialbattery" or "mqtt-battery"
+# CAPACITY_AH = None  # the battery's capacity in Ah (needed by VICTRON = "serialbattery")
 # ---------------------------------------------------------------------------------------
 
 import os

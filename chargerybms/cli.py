@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import __version__
-from .config import EXIT_CONFIG, ConfigError, Settings, add_flags, load
+from .config import EXIT_CONFIG, ConfigError, Settings, add_flags, load, printing, report
 
 DESCRIPTION = "Chargery BMS8T/16T/24T to MQTT, with Home Assistant discovery."
 EPILOG = """commands:
@@ -42,11 +42,6 @@ def _settings(
 ) -> tuple[argparse.Namespace, Settings]:
     args = parser.parse_args(argv)
     return args, load(vars(args), constants)
-
-
-def _config_error(prog: str, exc: ConfigError) -> int:
-    print(f"{prog}: configuration error: {exc}", file=sys.stderr)
-    return EXIT_CONFIG
 
 
 # module -> (what needs it, pip name, Debian package)
@@ -100,7 +95,7 @@ def cmd_record(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
     try:
         args, settings = _settings(parser, argv, constants)
     except ConfigError as exc:
-        return _config_error("chargery.py record", exc)
+        return report(exc, "chargery.py record")
     missing = None if settings.demo else _missing("chargery.py record", "serial")
     return missing if missing is not None else run_record(settings, args.file, args.seconds)
 
@@ -118,7 +113,7 @@ def cmd_doctor(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
     try:
         args, settings = _settings(parser, argv, constants)
     except ConfigError as exc:
-        return _config_error("chargery.py doctor", exc)
+        return report(exc, "chargery.py doctor")
     missing = _missing("chargery.py doctor", "serial")
     return missing if missing is not None else run_doctor(settings, args.seconds)
 
@@ -133,9 +128,9 @@ def main(argv: Sequence[str] | None = None, constants: Mapping[str, Any] | None 
     try:
         _, settings = _settings(_daemon_parser(), args, constants)
     except ConfigError as exc:
-        return _config_error("chargery.py", exc)
+        return report(exc)
     needed = [] if settings.demo else ["serial"]
-    if not settings.dry_run:
+    if printing(settings) == "broker":
         needed.append("paho.mqtt.client")
     missing = _missing("chargery.py", *needed)
     if missing is not None:

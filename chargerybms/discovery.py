@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from . import __version__
 from .config import Settings
+from .outputs import Output, Timing, World
 from .protocol import MODE_NAMES, UNKNOWN_MODE
 from .state import BatteryState
 from .topics import OFFLINE, ONLINE, Topics
@@ -117,7 +118,7 @@ class Discovery:
         self._state_topic = topics.state
         self._status_topic = topics.status
         self._link_topic = topics.link
-        self._cell_limit = settings.cell_limit
+        self._cell_limit = settings.cells
         # A reading older than three heartbeats is dead data, not a value.
         self.expire_after = int(settings.heartbeat * 3)
         self._retained: dict[str, str] = {}  # live component id -> platform, as the broker holds it
@@ -207,3 +208,32 @@ class Discovery:
         except (ValueError, AttributeError):
             self._retained = {}
         return bool(self.obsolete(state))
+
+
+def output(settings: Settings, topics: Topics) -> Output | None:
+    """The device announcement (retained), again whenever Home Assistant comes online and
+    when the broker holds entities this daemon no longer publishes."""
+    if not settings.ha_discovery:
+        return None
+    discovery = Discovery(settings, topics)
+    birth = settings.ha_status_topic
+
+    def on_message(topic: str, payload: bytes, retained: bool, world: World) -> str | None:
+        if topic == birth and payload.strip().lower() == ONLINE.encode():
+            return "Home Assistant came online: announcing the device again"
+        # Only what the broker held when we subscribed (MQTT 3.1.1 sets RETAIN only on
+        # those): the echo of our own announcement must not hide older entities.
+        if topic == discovery.topic and retained and discovery.note_retained(payload, world.state):
+            return "Home Assistant: removing entities this daemon no longer publishes"
+        return None
+
+    return Output(
+        "discovery",
+        discovery.topic,
+        Timing(announce=True, model_change=True, live=False),
+        lambda world: discovery.messages(world.state),
+        retain=True,
+        qos=1,
+        subscriptions=(birth, discovery.topic),
+        on_message=on_message,
+    )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from .config import Settings
 from .protocol import HEADER, SPACER, CellsFrame, Framer, FramerStats, StatusFrame
-from .serial_link import LinkLost, SerialPort
+from .serial_link import PortError, SerialPort
 
 WIRED_MIN_VOLTS = 1.0  # below this a slot carries junk, not a cell
 HEALTHY_ERROR_RATE = 0.05
@@ -64,7 +64,7 @@ def verdict(heard: Listening, settings: Settings) -> tuple[bool, list[str]]:
     """(healthy, lines to print)."""
     stats = heard.stats
     where = settings.port
-    errors = stats.checksum_failures + stats.implausible
+    errors = stats.corrupted
     if stats.bytes_in == 0:
         return False, [
             f"No bytes at all from {where} in {heard.seconds:.0f} s.",
@@ -118,7 +118,7 @@ def verdict(heard: Listening, settings: Settings) -> tuple[bool, list[str]]:
 def run_doctor(settings: Settings, seconds: float) -> int:
     try:
         port = SerialPort(settings.port, settings.baud, timeout=0.5)
-    except LinkLost as exc:
+    except PortError as exc:
         print(f"Cannot open {settings.port}: {exc}.")
         print("- Is the adapter plugged in? ls -l /dev/serial/by-id/ lists what is there.")
         print("- Permission denied? Add the user to the dialout group (sudo usermod -aG dialout $USER).")
@@ -126,7 +126,7 @@ def run_doctor(settings: Settings, seconds: float) -> int:
     print(f"Listening to {settings.port} at {settings.baud} baud for {seconds:g} s ...", flush=True)
     try:
         heard = listen(port, seconds)
-    except LinkLost as exc:
+    except PortError as exc:
         print(f"{settings.port} went away while listening: {exc}. A loose USB plug or cable?")
         return 1
     finally:

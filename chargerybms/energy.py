@@ -16,9 +16,12 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from .logs import LOG, RateLimited
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 MAX_GAP: Final = 30.0  # seconds: a longer silence is not integrated as if power had held
 
@@ -136,10 +139,18 @@ def _keep_aside(path: Path) -> None:
         os.replace(path, path.with_name(f"{path.name}.corrupt-{int(time.time())}"))
 
 
-def default_state_dir(configured: str) -> Path:
+def default_state_dir(configured: str | None) -> Path:
     if configured:
         return Path(configured)
     if os.environ.get("STATE_DIRECTORY"):  # systemd StateDirectory=
         return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "chargery"
+
+
+def meter_path(settings: Settings) -> Path | None:
+    """Where this device's meters are kept; None for the simulator unless a state directory
+    was named (simulated energy must never land in the real meters)."""
+    if settings.demo and settings.state_dir is None:
+        return None
+    return default_state_dir(settings.state_dir) / f"energy-{settings.resolved_device_id}.json"

@@ -15,7 +15,7 @@ LOG_FILE_MAX_BYTES = 1 << 20
 LOG_FILE_BACKUPS = 3
 
 
-def setup(debug: bool, log_file: str = "") -> None:
+def setup(debug: bool, log_file: str | None = None) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -18,15 +18,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .config import ConfigError, Settings
+from .backoff import Backoff
+from .config import ConfigError, Settings, broker
 from .logs import LOG, RateLimited
-from .topics import OFFLINE, ONLINE, Message
+from .outputs import Message
+from .topics import OFFLINE, ONLINE
 
 KEEPALIVE = 30
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
 CONNECT_TIMEOUT = 30.0  # a TCP/TLS handshake that takes longer than this is stuck
 GRACE = 10.0
+SERVE_WAKE = 5.0  # seconds the network thread sleeps when there is nothing to do (keepalive is 30)
 _CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux only
 
 
@@ -45,11 +48,13 @@ class MqttLink:
         subscriptions: tuple[str, ...] = (),
         on_connected: Callable[[], None] = lambda: None,
         on_message: Callable[[str, bytes, bool], None] = lambda topic, payload, retained: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         import paho.mqtt.client as mqtt
 
         self._mqtt = mqtt
         self._settings = settings
+        self._clock = clock  # the daemon's: the watchdog's promise and its check use one clock
         self._will_topic = will_topic
         self._subscriptions = subscriptions
         self._on_connected = on_connected
@@ -58,7 +63,8 @@ class MqttLink:
         self._limited = RateLimited()
         self.connected = False
         self.connects = 0  # successful connects so far
-        self.where = f"{settings.mqtt_host}:{settings.mqtt_port}"
+        self._host, self._port = broker(settings)
+        self.where = f"{self._host}:{self._port}"
         self._alive_until = float("inf")  # the network thread promises to come round by then
         self._last_error: BaseException | str | None = None  # why the last connection ended, if known
         self._wake_r, self._wake_w = os.pipe()
@@ -95,10 +101,10 @@ class MqttLink:
         if self.connected:
             infos = [self._client.publish(topic, payload, qos=1, retain=True) for topic, payload in last_words]
             self._wake()
-            deadline = time.monotonic() + timeout
+            deadline = self._clock() + timeout
             for info in infos:
                 try:
-                    info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+                    info.wait_for_publish(max(0.0, deadline - self._clock()))
                 except (RuntimeError, ValueError):  # paho 2 raises if the connection drops meanwhile
                     break
         self._stop.set()
@@ -127,7 +133,7 @@ class MqttLink:
             return
         client = self._client
         sock = client.socket()
-        corked = _CORK is not None and sock is not None and _set_cork(sock, 1)
+        corked = len(messages) > 1 and _CORK is not None and sock is not None and _set_cork(sock, 1)
         try:
             publish = client.publish
             for topic, payload in messages:
@@ -140,7 +146,7 @@ class MqttLink:
 
     # --- the network thread -----------------------------------------------------------
 
-    def describe(self) -> str:
+    def condition(self) -> str:
         return "MQTT connected" if self.connected else "MQTT connecting"
 
     def healthy(self, now: float) -> bool:
@@ -148,17 +154,18 @@ class MqttLink:
         return self._thread.is_alive() and now <= self._alive_until
 
     def _promise(self, seconds: float) -> None:
-        self._alive_until = time.monotonic() + seconds + GRACE
+        self._alive_until = self._clock() + seconds + GRACE
 
     def _run(self) -> None:
-        delay = BACKOFF_FIRST
+        backoff = Backoff(BACKOFF_FIRST, BACKOFF_MAX)
         client = self._client
         while not self._stop.is_set():
+            delay = backoff.peek()
             self._promise(CONNECT_TIMEOUT)
             connects_before = self.connects
             self._last_error = None
             try:
-                client.connect(self._settings.mqtt_host, self._settings.mqtt_port, keepalive=KEEPALIVE)
+                client.connect(self._host, self._port, keepalive=KEEPALIVE)
             except ssl.SSLError as exc:
                 self._limited.log(
                     logging.ERROR,
@@ -187,11 +194,11 @@ class MqttLink:
                     break
                 if self.connects > connects_before:
                     LOG.warning("MQTT: lost the connection to %s; reconnecting", self.where)
-                    delay = BACKOFF_FIRST
+                    backoff.reset()
+            delay = backoff.next()
             self._promise(delay)
             if self._stop.wait(delay):
                 break
-            delay = min(delay * 2, BACKOFF_MAX)
         self.connected = False
 
     def _serve(self, client: Any) -> None:
@@ -201,7 +208,7 @@ class MqttLink:
         TCP send and does not wake this thread: that halved the CPU per frame."""
         wake = self._wake_r
         while not self._stop.is_set():
-            self._promise(1.0)
+            self._promise(SERVE_WAKE)
             sock = client.socket()
             if sock is None:
                 return
@@ -210,7 +217,7 @@ class MqttLink:
                 readable: list[Any] = [sock]
             else:
                 try:
-                    readable, _, _ = select.select([sock, wake], [sock] if client.want_write() else [], [], 1.0)
+                    readable, _, _ = select.select([sock, wake], [sock] if client.want_write() else [], [], SERVE_WAKE)
                 except (OSError, ValueError):  # the socket was closed under us
                     return
                 if wake in readable:

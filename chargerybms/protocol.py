@@ -275,6 +275,12 @@ class FramerStats(NamedTuple):
     checksum_failures: int  # candidates with a valid header and length but a bad checksum
     implausible: int  # checksum-valid candidates whose content cannot come from a BMS
 
+    @property
+    def corrupted(self) -> int:
+        """Frames that arrived damaged: a bad checksum, or content no BMS sends. The one
+        count every command and the ``state`` document report."""
+        return self.checksum_failures + self.implausible
+
 
 class Framer:
     """A streaming frame reader: feed it bytes in chunks of any size, get frames out.
@@ -303,6 +309,11 @@ class Framer:
         self.checksum_failures = 0
         self.implausible = 0
         self._counts = {CMD_CELLS: 0, CMD_STATUS: 0, CMD_IMPEDANCES: 0}
+
+    @property
+    def corrupted(self) -> int:
+        """See :attr:`FramerStats.corrupted`."""
+        return self.checksum_failures + self.implausible
 
     @property
     def buffered(self) -> int:

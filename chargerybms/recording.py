@@ -9,8 +9,8 @@ from types import FrameType
 
 from .config import Settings
 from .protocol import Framer
-from .serial_link import LinkLost
-from .sources import describe, open_source
+from .serial_link import PortError
+from .sources import label, open_source
 
 
 def run_record(settings: Settings, path: str, seconds: float | None) -> int:
@@ -31,11 +31,11 @@ def run_record(settings: Settings, path: str, seconds: float | None) -> int:
     deadline = None if seconds is None else time.monotonic() + seconds
     try:
         source = open_source(settings)
-    except LinkLost as exc:
+    except PortError as exc:
         out.close()
         print(f"chargery record: cannot open {settings.port}: {exc}", file=sys.stderr)
         return 1
-    print(f"chargery record: recording {describe(settings)} to {path}; Ctrl-C to stop", file=sys.stderr)
+    print(f"chargery record: recording {label(settings)} to {path}; Ctrl-C to stop", file=sys.stderr)
     status = 0
     try:
         while not stop and (deadline is None or time.monotonic() < deadline):
@@ -44,8 +44,8 @@ def run_record(settings: Settings, path: str, seconds: float | None) -> int:
                 out.write(data)
                 out.flush()
                 framer.feed(data)
-    except LinkLost as exc:
-        print(f"chargery record: {describe(settings)} went away: {exc}", file=sys.stderr)
+    except PortError as exc:
+        print(f"chargery record: {label(settings)} went away: {exc}", file=sys.stderr)
         status = 1
     finally:
         source.close()
@@ -53,7 +53,7 @@ def run_record(settings: Settings, path: str, seconds: float | None) -> int:
     stats = framer.stats()
     print(
         f"chargery record: {stats.bytes_in} bytes saved to {path} "
-        f"({stats.frames} valid frames, {stats.checksum_failures} checksum failures)",
+        f"({stats.frames} valid frames, {stats.corrupted} corrupted)",
         file=sys.stderr,
     )
     return status

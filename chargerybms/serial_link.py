@@ -1,21 +1,32 @@
 """The serial side: open the BMS port (a device path or any pyserial URL) and read bytes.
 
 Thin on purpose: no decoding here. ``read`` blocks up to ``timeout`` seconds and returns
-what arrived (possibly nothing); a vanished adapter raises :class:`LinkLost`.
+what arrived (possibly nothing); a port that does not open, or a vanished adapter, raises
+:class:`PortError`. :class:`PortReader` owns the opening and reopening, so the daemon only
+ever asks it for bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
+from .backoff import Backoff
+from .logs import LOG, RateLimited
+
 READ_TIMEOUT = 1.0
+OPEN_BACKOFF_FIRST = 1.0  # seconds before the first retry of a port that did not open
+OPEN_BACKOFF_MAX = 10.0  # ... and never longer than this between tries
 
 
-class LinkLost(Exception):
-    """The port cannot be opened or has gone away (unplugged, bridge closed)."""
+class PortError(Exception):
+    """The port cannot be used: it did not open, or it went away (unplugged, bridge closed).
+    The message is the system's reason."""
 
 
 class ByteSource(Protocol):
@@ -49,7 +60,7 @@ class SerialPort:
             )
             port.open()
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise LinkLost(_reason(exc)) from None
+            raise PortError(_reason(exc)) from None
         self._port = port
         # A local tty (pyserial has made it raw, VMIN=1): one select and one read per wakeup
         # instead of pyserial's Python read loop. URL ports keep pyserial's own read.
@@ -71,7 +82,7 @@ class SerialPort:
                     data += port.read(more)
         except (self._serial_exception, OSError, TypeError, AttributeError) as exc:
             # TypeError/AttributeError: pyserial's socket handler after the peer vanished.
-            raise LinkLost(_reason(exc)) from None
+            raise PortError(_reason(exc)) from None
         return data
 
     def _read_fd(self, fd: int, size: int, timeout: float) -> bytes:
@@ -81,9 +92,9 @@ class SerialPort:
                 return b""
             data = os.read(fd, size)
         except OSError as exc:  # EIO: the adapter was unplugged
-            raise LinkLost(_reason(exc)) from None
+            raise PortError(_reason(exc)) from None
         if not data:  # readable but empty: hung up
-            raise LinkLost("device disconnected")
+            raise PortError("device disconnected")
         return data
 
     def close(self) -> None:
@@ -98,3 +109,80 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno:
         return os.strerror(exc.errno)
     return str(exc) or type(exc).__name__
+
+
+class PortReader:
+    """A source of byte chunks that owns the port: opens it, reopens it after it went away
+    (capped backoff), and says so in the log (each reason once, then rate-limited).
+
+    ``open_port`` makes a :class:`ByteSource` or raises :class:`PortError`; ``wait(seconds)``
+    is how it pauses between tries (the daemon's stop event, so a stop is not held up);
+    ``clock`` is the monotonic clock. Nothing here raises: a read is bytes, possibly none.
+    """
+
+    def __init__(
+        self,
+        open_port: Callable[[], ByteSource],
+        label: str,
+        *,
+        wait: Callable[[float], object] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._open_port = open_port
+        self.label = label
+        self._wait = wait
+        self._clock = clock
+        self._source: ByteSource | None = None
+        self._backoff = Backoff(OPEN_BACKOFF_FIRST, OPEN_BACKOFF_MAX)
+        self._next_open = clock()
+        self._limited = RateLimited(clock=clock)
+
+    @property
+    def is_open(self) -> bool:
+        return self._source is not None
+
+    def read(self, timeout: float) -> bytes:
+        """Wait up to ``timeout`` seconds for bytes (opening the port first if it is due)."""
+        source = self._source
+        if source is None:
+            source = self._try_open(timeout)
+            if source is None:
+                return b""
+        try:
+            return source.read(4096, timeout)
+        except PortError as exc:
+            LOG.warning("serial: %s went away (%s); waiting for it to come back", self.label, exc)
+            self.close()
+            self._backoff.reset()
+            self._next_open = self._clock() + self._backoff.next()
+            return b""
+
+    def _try_open(self, timeout: float) -> ByteSource | None:
+        now = self._clock()
+        if now < self._next_open:
+            self._wait(min(self._next_open - now, timeout))
+            return None
+        try:
+            self._source = self._open_port()
+        except PortError as exc:
+            # Keyed by the reason: a new one (the adapter is there now, but refuses) is news
+            # at once, the same one again is rate-limited.
+            self._limited.log(
+                logging.WARNING,
+                f"open:{exc}",
+                "serial: cannot open %s: %s; retrying (every %.0f s at most)",
+                self.label,
+                exc,
+                OPEN_BACKOFF_MAX,
+            )
+            self._next_open = now + self._backoff.next()
+            return None
+        self._limited.reset_all()
+        self._backoff.reset()
+        LOG.info("serial: opened %s", self.label)
+        return self._source
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = None

@@ -5,10 +5,36 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
-from typing import IO, Protocol
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Protocol
 
-from .topics import ONLINE, Message
+from .config import printing
+from .outputs import Message
+from .topics import ONLINE
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .topics import Topics
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The sink has (re)connected: everything is to be announced again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message on a subscribed topic. ``retained``: what the broker held when we
+    subscribed, not a live publication."""
+
+    topic: str
+    payload: bytes
+    retained: bool
+
+
+SinkEvent = Connected | Received  # what the sink's thread hands to the daemon's
 
 
 class Sink(Protocol):
@@ -31,7 +57,7 @@ class Sink(Protocol):
     def healthy(self, now: float) -> bool:
         """Whether it makes progress (for the watchdog)."""
 
-    def describe(self) -> str:
+    def condition(self) -> str:
         """A few words for the status line: ``MQTT connected``, ``dry run`` ..."""
 
 
@@ -93,7 +119,7 @@ class PrintSink:
     def healthy(self, now: float) -> bool:
         return True
 
-    def describe(self) -> str:
+    def condition(self) -> str:
         return "dry run"
 
 
@@ -109,3 +135,32 @@ def summary(payload: str) -> str:
         entities = 0
     what = f"{entities} entities, " if entities else ""
     return f"({what}{len(payload)} bytes; --dry-run or -d shows it whole)"
+
+
+def make_sink(
+    settings: Settings,
+    topics: Topics,
+    subscriptions: tuple[str, ...],
+    *,
+    on_event: Callable[[SinkEvent], None],
+    on_closed: Callable[[], None],
+    clock: Callable[[], float] = time.monotonic,
+) -> Sink:
+    """The MQTT link, or stdout with ``--dry-run`` (``--demo`` alone prints a summary of
+    what is longer than a line)."""
+    connected = Connected()
+    mode = printing(settings)
+    if mode != "broker":
+        return PrintSink(
+            topics.status, on_connected=lambda: on_event(connected), on_closed=on_closed, summarise=mode == "summary"
+        )
+    from .mqtt_link import MqttLink
+
+    return MqttLink(
+        settings,
+        will_topic=topics.status,
+        subscriptions=subscriptions,
+        on_connected=lambda: on_event(connected),
+        on_message=lambda topic, payload, retained: on_event(Received(topic, payload, retained)),
+        clock=clock,
+    )

@@ -13,14 +13,15 @@ from .simulator import SimulatedBms, SimulatedPort
 
 def open_source(settings: Settings) -> ByteSource:
     """The simulator with ``--demo``, else the configured port. Raises
-    :class:`~chargerybms.serial_link.LinkLost`."""
+    :class:`~chargerybms.serial_link.PortError`."""
     if settings.demo:
-        bms = SimulatedBms(settings.demo_model, firmware=settings.demo_firmware, cells=settings.cells or None)
+        bms = SimulatedBms(settings.demo_model, firmware=settings.demo_firmware, cells=settings.cells)
         return SimulatedPort(bms, speed=settings.demo_speed)
     return SerialPort(settings.port, settings.baud)
 
 
-def describe(settings: Settings) -> str:
+def label(settings: Settings) -> str:
+    """What the bytes come from, in a few words for the log: the port, or the simulator."""
     if settings.demo:
         return f"simulated BMS{settings.demo_model}T (firmware {settings.demo_firmware} layout)"
     return settings.port

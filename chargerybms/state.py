@@ -8,12 +8,16 @@ Pure: the caller passes the clock readings in. :meth:`BatteryState.document` is 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
+from .outputs import Output, Timing, World
 from .protocol import CellsFrame, Frame, ImpedancesFrame, StatusFrame
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .topics import Topics
 
 
 def iso_time(wall: float | None) -> str | None:
@@ -128,47 +132,17 @@ class BatteryState:
         return self._iso[1]
 
     # The state document in parts, one per frame type: a part changes only when its frame
-    # arrives, so its JSON is encoded then, once, not again for every publication.
+    # arrives, so its JSON is encoded then, once, not again for every publication. Each
+    # part is a function of its own frame only (it is handed nothing else), so a value that
+    # needs two frames cannot end up cached in one of them: it belongs in the combined part.
 
-    def _cells_part(self) -> dict[str, Any]:
-        cells, summary = self.cells, self.summary
+    def _frame_parts(self) -> dict[str, dict[str, Any]]:
         return {
-            "pack_voltage": summary.pack_voltage if summary else None,
-            "energy_wh": cells.energy_wh if cells else None,
-            "capacity_ah": cells.capacity_ah if cells else None,
-            "cell_count": len(summary.voltages) if summary else None,
-            "cell_voltages": list(summary.voltages) if summary else None,
-            "cell_min": summary.cell_min if summary else None,
-            "cell_max": summary.cell_max if summary else None,
-            "cell_min_index": summary.cell_min_index if summary else None,
-            "cell_max_index": summary.cell_max_index if summary else None,
-            "cell_delta": summary.cell_delta if summary else None,
-            "cells_seen": self.seen.get("cells"),
-        }
-
-    def _status_part(self) -> dict[str, Any]:
-        status = self.status
-        return {
-            "current": status.current if status else None,
-            "mode": status.mode if status else None,
-            "mode_code": status.mode_code if status else None,
-            "temperature_1": status.temperature_1 if status else None,
-            "temperature_2": status.temperature_2 if status else None,
-            "charge_end_voltage": status.charge_end_voltage if status else None,
-            "discharge_end_voltage": status.discharge_end_voltage if status else None,
-            "charge_protection": status.charge_protection if status else None,
-            "discharge_protection": status.discharge_protection if status else None,
-            "status_seen": self.seen.get("status"),
-        }
-
-    def _impedances_part(self) -> dict[str, Any]:
-        imp = self.impedances
-        return {
-            "cell_impedances": list(self.cell_impedances) if self.cell_impedances is not None else None,
-            "impedance_total": self.impedance_total,
-            "impedance_mode": imp.mode if imp else None,
-            "impedance_current": imp.current if imp else None,
-            "impedances_seen": self.seen.get("impedances"),
+            "cells": _cells_part(self.cells, self.summary, self.seen.get("cells")),
+            "status": _status_part(self.status, self.seen.get("status")),
+            "impedances": _impedances_part(
+                self.impedances, self.cell_impedances, self.impedance_total, self.seen.get("impedances")
+            ),
         }
 
     def _combined_part(self, extra: dict[str, Any] | None) -> dict[str, Any]:
@@ -181,28 +155,92 @@ class BatteryState:
 
     def document(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The ``state`` JSON document. A value the BMS has not sent is null, never 0."""
-        return {
-            **self._cells_part(),
-            **self._status_part(),
-            **self._impedances_part(),
-            **self._combined_part(extra),
-        }
+        out: dict[str, Any] = {}
+        for part in self._frame_parts().values():
+            out.update(part)
+        out.update(self._combined_part(extra))
+        return out
 
     def document_json(self, extra: dict[str, Any] | None = None) -> str:
         """:meth:`document` as JSON, reusing each frame type's part as encoded on arrival."""
         parts = self._encoded
-        for kind, changed in self._changed_parts.items():
-            if changed:
-                parts[kind] = _encode(_PARTS[kind](self))[1:-1]
+        changed = [kind for kind, flag in self._changed_parts.items() if flag]
+        if changed:
+            fresh = self._frame_parts()
+            for kind in changed:
+                parts[kind] = _encode(fresh[kind])[1:-1]
                 self._changed_parts[kind] = False
         return (
             f"{{{parts['cells']},{parts['status']},{parts['impedances']},{_encode(self._combined_part(extra))[1:-1]}}}"
         )
 
 
+def _cells_part(cells: CellsFrame | None, summary: CellSummary | None, seen: str | None) -> dict[str, Any]:
+    return {
+        "pack_voltage": summary.pack_voltage if summary else None,
+        "energy_wh": cells.energy_wh if cells else None,
+        "capacity_ah": cells.capacity_ah if cells else None,
+        "cell_count": len(summary.voltages) if summary else None,
+        "cell_voltages": list(summary.voltages) if summary else None,
+        "cell_min": summary.cell_min if summary else None,
+        "cell_max": summary.cell_max if summary else None,
+        "cell_min_index": summary.cell_min_index if summary else None,
+        "cell_max_index": summary.cell_max_index if summary else None,
+        "cell_delta": summary.cell_delta if summary else None,
+        "cells_seen": seen,
+    }
+
+
+def _status_part(status: StatusFrame | None, seen: str | None) -> dict[str, Any]:
+    return {
+        "current": status.current if status else None,
+        "mode": status.mode if status else None,
+        "mode_code": status.mode_code if status else None,
+        "temperature_1": status.temperature_1 if status else None,
+        "temperature_2": status.temperature_2 if status else None,
+        "charge_end_voltage": status.charge_end_voltage if status else None,
+        "discharge_end_voltage": status.discharge_end_voltage if status else None,
+        "charge_protection": status.charge_protection if status else None,
+        "discharge_protection": status.discharge_protection if status else None,
+        "status_seen": seen,
+    }
+
+
+def _impedances_part(
+    imp: ImpedancesFrame | None, cell_impedances: tuple[float, ...] | None, total: float | None, seen: str | None
+) -> dict[str, Any]:
+    return {
+        "cell_impedances": list(cell_impedances) if cell_impedances is not None else None,
+        "impedance_total": total,
+        "impedance_mode": imp.mode if imp else None,
+        "impedance_current": imp.current if imp else None,
+        "impedances_seen": seen,
+    }
+
+
 _encode = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
-_PARTS: dict[str, Callable[[BatteryState], dict[str, Any]]] = {
-    "cells": BatteryState._cells_part,
-    "status": BatteryState._status_part,
-    "impedances": BatteryState._impedances_part,
-}
+
+#: The daemon's own values in the document (energy meters, link quality, liveness):
+#: given to :meth:`BatteryState.document` as ``extra``.
+DAEMON_KEYS: Final = (
+    "energy_charged",
+    "energy_discharged",
+    "frames_per_second",
+    "checksum_failures",
+    "last_frame",
+    "link",
+)
+
+#: Every key of the ``state`` document, defined once: discovery's entities, the Victron
+#: builders' tests, the Node-RED flow's test and the README's table are checked against it.
+STATE_KEYS: Final = tuple(BatteryState().document(dict.fromkeys(DAEMON_KEYS)))
+
+
+def state_output(settings: Settings, topics: Topics) -> Output:
+    """``state``: once per burst, at the heartbeat, and a last one when the link goes offline."""
+
+    def build(world: World) -> str | None:
+        state = world.state
+        return state.document_json(world.document_extra()) if state.has_data else None
+
+    return Output("state", topics.state, Timing(burst=True, link_offline=True, announce=True), build)

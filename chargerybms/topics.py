@@ -8,10 +8,14 @@ values come from integer counts divided once, so ``repr`` prints them exactly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
+from .outputs import Message, Output, Timing, World
 from .protocol import MODE_NAMES, CellsFrame, Frame, ImpedancesFrame, StatusFrame
 from .state import BatteryState
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 LEGACY_TOPICS: Final = (
     "watthour",
@@ -31,25 +35,21 @@ LEGACY_TOPICS: Final = (
 STATUS: Final = "status"  # online/offline, retained, the Last Will
 LINK: Final = "link"  # online while frames arrive, retained
 STATE: Final = "state"  # the JSON document
-VICTRON: Final = "victron"  # the Venus OS driver's document (--victron), not retained
 ONLINE: Final = "online"
 OFFLINE: Final = "offline"
 # The original script's `modename`: the mode names of protocol.MODE_NAMES, capitalised.
 MODE_TITLES: Final = {code: name.capitalize() for code, name in MODE_NAMES.items()}
 
-Message = tuple[str, str]  # (topic, payload); telemetry is never retained
-
 
 class Topics:
     """Every topic under one prefix, built once: the per-frame path only looks them up."""
 
-    def __init__(self, prefix: str, publish_cells: bool = False, victron: str = "") -> None:
+    def __init__(self, prefix: str, publish_cells: bool = False) -> None:
         self.prefix = prefix
         self.publish_cells = publish_cells
         self.status = f"{prefix}/{STATUS}"
         self.link = f"{prefix}/{LINK}"
         self.state = f"{prefix}/{STATE}"
-        self.victron = victron or f"{prefix}/{VICTRON}"
         self.legacy = {name: f"{prefix}/{name}" for name in LEGACY_TOPICS}
         self.cellvolt = [f"{prefix}/cellvolt{i}" for i in range(1, 25)]
         self.cellimped = [f"{prefix}/cellimped{i}" for i in range(1, 25)]
@@ -115,3 +115,24 @@ _BUILDERS: Final[dict[type, Callable[[Topics, Frame, BatteryState], list[Message
     StatusFrame: _status,
     ImpedancesFrame: _impedances,
 }
+
+
+def legacy_output(settings: Settings, topics: Topics) -> Output:
+    """The plain-text topics, with every frame that carries them (telemetry: not retained)."""
+    return Output(
+        "legacy",
+        topics.prefix,
+        Timing(per_frame=True, announce=True),
+        build=lambda world: topics.all_current(world.state),
+        build_frame=lambda frame, world: topics.for_frame(frame, world.state),
+    )
+
+
+def _link(world: World) -> str | None:
+    online = world.link_online
+    return None if online is None else ONLINE if online else OFFLINE  # None: nothing true to say yet
+
+
+def link_output(settings: Settings, topics: Topics) -> Output:
+    """``link``: retained, said only when true (see :mod:`chargerybms.schedule`)."""
+    return Output("link", topics.link, Timing(link_change=True, announce=True, live=False), _link, retain=True, qos=1)

@@ -24,12 +24,20 @@ discharging are reported as allowed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from .outputs import Output, Timing, World
 from .state import BatteryState
 
+if TYPE_CHECKING:
+    from .config import Settings
+    from .topics import Topics
+
 Document = dict[str, Any]
+EVERY: Final = 1.0  # seconds between documents while the link is online (the drivers poll about so)
+TOPIC: Final = "victron"  # under the prefix, unless --victron-topic names another
 ALARM: Final = 2  # dbus-mqtt-battery: 0 ok, 1 warning, 2 alarm
 OK: Final = 0
 
@@ -119,3 +127,17 @@ FORMATS: Final[dict[str, Callable[[BatteryState, str, float], Document | None]]]
     "serialbattery": serialbattery,
     "mqtt-battery": lambda state, _serial, capacity: mqtt_battery(state, capacity),
 }
+
+
+def output(settings: Settings, topics: Topics) -> Output | None:
+    """``--victron FORMAT``: the document every second while the link is online, not retained."""
+    make = FORMATS.get(settings.victron or "")
+    if make is None:
+        return None
+    serial, capacity = settings.resolved_device_id, settings.capacity_ah or 0.0
+
+    def build(world: World) -> str | None:
+        document = make(world.state, serial, capacity)
+        return None if document is None else json.dumps(document, separators=(",", ":"))
+
+    return Output("victron", settings.victron_topic or f"{topics.prefix}/{TOPIC}", Timing(every=EVERY), build)

@@ -98,7 +98,7 @@ class RecordingSink:
     def healthy(self, now: float) -> bool:
         return True
 
-    def describe(self) -> str:
+    def condition(self) -> str:
         return "recording"
 
     def on(self, topic: str) -> list[str]:

@@ -168,7 +168,9 @@ def test_demo_shows_the_battery_first_and_summarises_discovery() -> None:
 
 def test_a_misspelt_setting_in_chargery_py_stops_with_exit_2(tmp_path: Path) -> None:
     script = tmp_path / "chargery.py"
-    script.write_text(CHARGERY.read_text().replace('# MQTT_HOST = "127.0.0.1"', 'MQTT_HOSTT = "broker.lan"'))
+    original = CHARGERY.read_text()
+    script.write_text(original.replace("# MQTT_HOST = None", 'MQTT_HOSTT = "broker.lan"'))
+    assert script.read_text() != original  # the misspelt line is really there
     result = subprocess.run(
         [sys.executable, str(script), "--demo"], capture_output=True, text=True, timeout=30, check=False,
         env={"PYTHONPATH": str(CHARGERY.parent), "PATH": "/usr/bin:/bin"},

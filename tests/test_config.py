@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chargerybms.config import ConfigError, load
+from chargerybms.config import ConfigError, broker, load, printing
 
 
 def test_flag_beats_environment_beats_constant() -> None:
@@ -16,7 +16,8 @@ def test_flag_beats_environment_beats_constant() -> None:
     assert (s.mqtt_host, s.mqtt_port, s.cells) == ("from-flag", 1884, 12)
     assert load({}, constants, env).mqtt_host == "from-env"
     assert load({}, constants, {}).mqtt_host == "from-constant"
-    assert load({}, {}, {}).mqtt_host == "127.0.0.1"
+    assert load({}, {}, {}).mqtt_host is None  # unset...
+    assert broker(load({}, {}, {})) == ("127.0.0.1", 1883)  # ... is the default broker
 
 
 @pytest.mark.parametrize(("text", "value"), [("yes", True), ("On", True), ("1", True), ("false", False), ("0", False)])
@@ -40,18 +41,42 @@ def test_password_sources_in_order(tmp_path: Path) -> None:
     assert load({}, base, {"CREDENTIALS_DIRECTORY": str(creds)}).mqtt_password == "from-credential"
     assert load({}, base, {}).mqtt_password == "from-constant"
     (creds / "mqtt_password").write_text("")  # the unit's empty default: no password
-    assert load({}, {"MQTT_USERNAME": "u"}, {"CREDENTIALS_DIRECTORY": str(creds)}).mqtt_password == ""
+    assert load({}, {"MQTT_USERNAME": "u"}, {"CREDENTIALS_DIRECTORY": str(creds)}).mqtt_password is None
 
 
-def test_the_password_is_never_described() -> None:
+def test_the_password_is_never_logged() -> None:
     s = load({}, {"MQTT_USERNAME": "u"}, {"CHARGERY_MQTT_PASSWORD": "hunter2"})
-    assert "hunter2" not in repr(s.describe()) and s.describe()["mqtt_password"] == "(set)"
+    assert "hunter2" not in repr(s.loggable()) and s.loggable()["mqtt_password"] == "(set)"
 
 
 def test_demo_prints_unless_a_broker_is_named() -> None:
-    assert load({"demo": True}, {}, {}).dry_run is True
-    assert load({"demo": True, "mqtt_host": "broker.lan"}, {}, {}).dry_run is False
-    assert load({"demo": True}, {}, {"CHARGERY_MQTT_PORT": "1884"}).dry_run is False
+    assert printing(load({"demo": True}, {}, {})) == "summary"
+    assert printing(load({"demo": True, "dry_run": True}, {}, {})) == "print"
+    assert printing(load({"demo": True, "debug": True}, {}, {})) == "print"
+    assert printing(load({"demo": True, "mqtt_host": "broker.lan"}, {}, {})) == "broker"
+    assert printing(load({"demo": True, "mqtt_host": "127.0.0.1"}, {}, {})) == "broker"  # named, even as the default
+    assert printing(load({"demo": True}, {}, {"CHARGERY_MQTT_PORT": "1884"})) == "broker"
+    assert printing(load({}, {}, {})) == "broker"
+    assert printing(load({"dry_run": True}, {}, {})) == "print"
+
+
+def test_unset_is_none_and_zero_or_empty_mean_unset_where_they_always_did() -> None:
+    s = load({}, {}, {})
+    assert (s.cells, s.capacity_ah, s.victron, s.mqtt_username, s.mqtt_password, s.log_file) == (None,) * 6
+    assert load({}, {"CELLS": 0, "CAPACITY_AH": 0.0, "VICTRON": ""}, {}).cells is None
+    assert load({}, {}, {"CHARGERY_CELLS": "0", "CHARGERY_DEVICE_ID": ""}).device_id is None
+    assert load({}, {}, {"CHARGERY_CELLS": "12"}).cells == 12
+    with pytest.raises(ConfigError, match=r"^cells: 25 is not a cell count"):
+        load({"cells": 25}, {}, {})
+
+
+def test_each_check_stands_next_to_its_field() -> None:
+    """Every setting with a rule of its own carries it (validate() only adds the rules
+    between settings), so a new setting's check cannot be forgotten far away."""
+    from chargerybms.config import SETTINGS_FIELDS
+
+    checked = {f.name for f in SETTINGS_FIELDS if f.metadata["check"] is not None}
+    assert {"port", "baud", "mqtt_port", "topic_prefix", "cells", "stale_after", "victron", "log_file"} <= checked
 
 
 def test_device_id_defaults_from_the_prefix() -> None:
@@ -88,7 +113,7 @@ def test_the_settings_block_shows_the_real_defaults_and_only_settings() -> None:
 
     from chargerybms.config import SETTINGS_FIELDS
 
-    defaults = {f.name.upper(): f.default for f in SETTINGS_FIELDS}
+    defaults = {f.name.upper(): f.default for f in SETTINGS_FIELDS}  # None: unset
     shown = {}
     for line in CHARGERY.read_text().splitlines():
         if line.startswith("# ") and " = " in line and line[2:3].isupper():
@@ -118,7 +143,7 @@ def test_the_password_is_in_no_repr_log_or_error(caplog: pytest.LogCaptureFixtur
     assert s.mqtt_password == "hunter2-secret"
     assert "hunter2-secret" not in repr(s) and "hunter2-secret" not in str(s)
     with caplog.at_level(logging.DEBUG):
-        LOG.debug("settings: %s", s.describe())
+        LOG.debug("settings: %s", s.loggable())
         LOG.info("settings: %r", s)
     assert "hunter2-secret" not in caplog.text
     with pytest.raises(ConfigError) as error:

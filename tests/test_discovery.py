@@ -14,6 +14,7 @@ from helpers import RecordingSink
 from chargerybms.config import load
 from chargerybms.daemon import Daemon
 from chargerybms.discovery import Discovery
+from chargerybms.sink import Received
 from chargerybms.protocol import Framer
 from chargerybms.simulator import SimulatedBms
 from chargerybms.state import BatteryState
@@ -102,8 +103,9 @@ def test_every_state_value_has_an_entity_and_every_template_renders(firmware: st
     framer_input = SimulatedBms(16, firmware=firmware, cycle=16)
     for chunk in framer_input.seconds(20):
         daemon.handle_bytes(chunk)
-    document = daemon.state_document()
-    components = daemon.discovery.config(daemon.state)["components"]  # type: ignore[union-attr]
+    daemon.housekeeping(time.monotonic() + 1)  # the burst's document is due
+    document = json.loads(daemon.sink.on("chargerybms/state")[-1])  # type: ignore[attr-defined]
+    components = json.loads(daemon.sink.on("homeassistant/device/chargerybms/config")[-1])["components"]  # type: ignore[attr-defined]
     templated = {c["value_template"].split("value_json.")[1].split()[0] for c in components.values()}
     # Every value of the state document is an entity, but for the raw lists (per-cell
     # entities index them), the bookkeeping fields and the link flag (availability).
@@ -185,12 +187,12 @@ def test_our_own_echo_does_not_hide_entities_to_remove() -> None:
     s = settings(cells=8, port="/dev/null")
     daemon = Daemon(s, sink=RecordingSink())
     daemon.handle_bytes(encode_cells([3300] * 16, energy_mwh=1, capacity_mah=1))
-    topic = daemon.discovery.topic  # type: ignore[union-attr]
-    ours = json.dumps(daemon.discovery.config(daemon.state)).encode()  # type: ignore[union-attr]
-    daemon._events.put((topic, old, True))
-    daemon._events.put((topic, ours, False))
-    daemon.housekeeping(time.monotonic())
     sink: RecordingSink = daemon.sink  # type: ignore[assignment]
+    topic = "homeassistant/device/chargerybms/config"
+    ours = sink.on(topic)[-1].encode()
+    daemon.events.put(Received(topic, old, True))
+    daemon.events.put(Received(topic, ours, False))
+    daemon.housekeeping(time.monotonic())
     last = json.loads(sink.on(topic)[-1])
     assert last["components"]["cell_9_voltage"] == {"p": "sensor"}
     assert "name" in last["components"]["cell_8_voltage"]

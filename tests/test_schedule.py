@@ -12,13 +12,15 @@ from helpers import RecordingSink
 from chargerybms.config import load
 from chargerybms.daemon import Daemon
 from chargerybms.protocol import encode_cells, encode_impedances, encode_status
-from chargerybms.schedule import ENERGY_SAVE_EVERY, MAX_SLEEP, STATE_DELAY, VICTRON_EVERY, Schedule
+from chargerybms.schedule import BURST_DELAY, ENERGY_SAVE_EVERY, MAX_SLEEP, TICK_EVERY, Schedule
+from chargerybms.sink import Connected
+from chargerybms.victron import EVERY as VICTRON_EVERY
 
 STALE, HEARTBEAT = 10.0, 60.0
 
 
 def schedule(victron: bool = False) -> Schedule:
-    return Schedule(0.0, stale_after=STALE, heartbeat=HEARTBEAT, victron=victron)
+    return Schedule(0.0, stale_after=STALE, heartbeat=HEARTBEAT, periods={"victron": VICTRON_EVERY} if victron else {})
 
 
 def test_link_is_not_said_before_the_first_frame_or_the_stale_timeout() -> None:
@@ -46,51 +48,51 @@ def test_silence_after_frames_goes_offline_after_stale_after() -> None:
     assert s.sleep(1.0 + STALE) <= MAX_SLEEP
 
 
-def test_state_waits_for_the_rest_of_the_burst() -> None:
+def test_the_burst_output_waits_for_the_rest_of_the_burst() -> None:
     s = schedule()
     s.frame(5.0)
-    assert not s.poll(5.0).state
+    assert not s.poll(5.0).burst
     s.frame(5.004)  # the next frame of the burst, 4 ms later
-    assert not s.poll(5.05).state
-    assert s.sleep(5.05) == pytest.approx(5.0 + STATE_DELAY - 5.05)
-    assert s.poll(5.0 + STATE_DELAY).state
-    s.state_sent(5.1)
-    assert not s.poll(5.2).state
+    assert not s.poll(5.05).burst
+    assert s.sleep(5.05) == pytest.approx(5.0 + BURST_DELAY - 5.05)
+    assert s.poll(5.0 + BURST_DELAY).burst
+    s.burst_sent(5.1)
+    assert not s.poll(5.2).burst
 
 
-def test_at_line_rate_state_is_at_most_every_state_delay() -> None:
+def test_at_line_rate_the_burst_output_is_at_most_every_burst_delay() -> None:
     s = schedule()
     sent = 0
     for i in range(1000):  # a frame every millisecond for a second
         now = i / 1000
         s.frame(now)
-        if s.poll(now).state:
-            s.state_sent(now)
+        if s.poll(now).burst:
+            s.burst_sent(now)
             sent += 1
-    assert sent == pytest.approx(1 / STATE_DELAY, abs=1)
+    assert sent == pytest.approx(1 / BURST_DELAY, abs=1)
 
 
 def test_heartbeat_only_while_online_and_only_when_nothing_is_pending() -> None:
     s = schedule()
     s.frame(0.0)
     s.poll(0.1)
-    s.state_sent(0.1)
-    assert not s.poll(HEARTBEAT).state
+    s.burst_sent(0.1)
+    assert not s.poll(HEARTBEAT).burst
     s.frame(HEARTBEAT - 1)  # keep the link up
-    s.poll(HEARTBEAT - 1 + STATE_DELAY)
-    s.state_sent(HEARTBEAT - 1 + STATE_DELAY)
+    s.poll(HEARTBEAT - 1 + BURST_DELAY)
+    s.burst_sent(HEARTBEAT - 1 + BURST_DELAY)
     assert s.poll(2 * HEARTBEAT).link_offline  # silent since 59: offline at 69 already
-    assert not s.poll(2 * HEARTBEAT).state  # no heartbeat for a silent BMS
+    assert not s.poll(2 * HEARTBEAT).burst  # no heartbeat for a silent BMS
 
 
 def test_victron_once_a_second_while_online_never_otherwise() -> None:
     s = schedule(victron=True)
-    assert not s.poll(0.5).victron  # no frame yet
+    assert s.poll(0.5).periodic == ()  # no frame yet
     s.frame(1.0)
     times = []
     now = 1.0
     while now < 6.0:
-        if s.poll(now).victron:
+        if s.poll(now).periodic == ("victron",):
             times.append(round(now, 2))
         s.frame(now)
         now += 0.05
@@ -98,8 +100,32 @@ def test_victron_once_a_second_while_online_never_otherwise() -> None:
         b - a == pytest.approx(VICTRON_EVERY, abs=0.06) for a, b in itertools.pairwise(times)
     )
     assert s.poll(now + STALE).link_offline
-    assert not s.poll(now + STALE + 1).victron
-    assert not schedule(victron=False).poll(0.0).victron
+    assert s.poll(now + STALE + 1).periodic == ()
+    assert schedule(victron=False).poll(0.0).periodic == ()
+
+
+def test_periodic_outputs_keep_their_own_periods() -> None:
+    s = Schedule(0.0, stale_after=STALE, heartbeat=HEARTBEAT, periods={"fast": 1.0, "slow": 5.0})
+    s.frame(0.0)
+    seen: dict[str, list[float]] = {"fast": [], "slow": []}
+    for i in range(100):  # 10 s, frames every 0.1 s
+        now = i / 10
+        s.frame(now)
+        for name in s.poll(now).periodic:
+            seen[name].append(now)
+    assert len(seen["fast"]) == 10 and seen["slow"] == [0.0, 5.0]
+
+
+def test_the_bookkeeping_tick_never_wakes_the_reader_by_itself() -> None:
+    s = schedule()
+    s.frame(0.0)
+    assert s.poll(BURST_DELAY).tick  # the first round, at the first wake-up
+    s.burst_sent(BURST_DELAY)
+    # Frames every second: the next wake-up is the next frame's, not the tick's...
+    assert s.sleep(0.5) == pytest.approx(MAX_SLEEP)
+    # ... and the tick rides on it, once TICK_EVERY has passed.
+    assert not s.poll(BURST_DELAY + TICK_EVERY - 0.01).tick
+    assert s.poll(1.0 + BURST_DELAY).tick
 
 
 def test_energy_is_saved_every_minute() -> None:
@@ -138,7 +164,7 @@ def test_a_burst_is_one_state_document_holding_all_three_frames() -> None:
         d.housekeeping(clock.now)
         clock.now += 0.003
     assert sink.on("chargerybms/state") == []
-    clock.now += STATE_DELAY
+    clock.now += BURST_DELAY
     d.housekeeping(clock.now)
     (state,) = sink.on("chargerybms/state")
     doc = json.loads(state)
@@ -181,13 +207,13 @@ def test_a_reconnect_in_the_middle_of_a_burst_does_not_split_it() -> None:
     clock = Clock()
     d, sink = daemon(clock)
     d.handle_bytes(STATUS)
-    d._resync()  # the MQTT thread has just (re)connected: everything is announced again
+    d.events.put(Connected())  # the MQTT thread has just (re)connected: everything is announced again
     d.housekeeping(clock.now)
     assert sink.on("chargerybms/current") == ["-12.3", "-12.3"]  # the values, republished
     assert sink.on("chargerybms/state") == []  # but the state waits for the burst
     clock.now += 0.004
     d.handle_bytes(CELLS)
-    clock.now += STATE_DELAY
+    clock.now += BURST_DELAY
     d.housekeeping(clock.now)
     (state,) = sink.on("chargerybms/state")
     assert json.loads(state)["pack_voltage"] == 52.92

@@ -20,6 +20,7 @@ from helpers import ROOT, free_port, load_vectors, require_tool
 from chargerybms.config import load
 from chargerybms.daemon import Daemon
 from chargerybms.notify import Notifier
+from chargerybms.serial_link import PortReader
 from chargerybms.sink import PrintSink
 
 STATUS = bytes.fromhex(next(v["hex"] for v in load_vectors("frames.json") if v["id"] == "A1"))
@@ -247,7 +248,10 @@ def test_watchdog_stops_when_the_reader_is_stuck(notify_socket: NotifySocket) ->
     notifier = Notifier({"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "300000"})
     devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below
     daemon = Daemon(
-        settings, sink=PrintSink("chargerybms/status", out=devnull), source_factory=lambda s: source, notifier=notifier
+        settings,
+        sink=PrintSink("chargerybms/status", out=devnull),
+        port=PortReader(lambda: source, "a stuck port"),
+        notifier=notifier,
     )
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
