@@ -29,7 +29,13 @@ if (topic === prefix + "/event") {
 }
 
 const seen = context.get("seen") || {status: null, link: null, state: null, stale: false, count: 0};
-if (topic === prefix + "/status") seen.status = String(msg.payload);
+if (topic === prefix + "/status") {
+    const status = String(msg.payload);
+    // A new run of chargery: the retained `link` is the last run's, this run will say its own
+    // (at its first frame, or after --stale-after of silence).
+    if (status === "online" && seen.status === "offline") seen.link = null;
+    seen.status = status;
+}
 else if (topic === prefix + "/link") seen.link = String(msg.payload);
 else if (topic === prefix + "/state" && msg.payload && typeof msg.payload === "object") {
     seen.state = msg.payload;
@@ -93,21 +99,23 @@ function report(seen) {
         };
         node.status({fill: "green", shape: "dot", text: `${s.soc ?? "?"} % ${s.power ?? "?"} W`});
     } else {
-        battery = {live: false, state: problem ? "offline" : "waiting", reason: problem || "waiting for chargery", lastFrame: s.last_frame ?? null};
+        const waiting = seen.status === "online" ? "waiting for the BMS's first frame" : "waiting for chargery";
+        battery = {live: false, state: problem ? "offline" : "waiting", reason: problem || waiting, lastFrame: s.last_frame ?? null};
         node.status({fill: problem ? "red" : "grey", shape: "ring", text: problem ? "offline/stale" : "waiting"});
     }
 
+    // Raised when the reason changes; cleared only by live values (while chargery starts
+    // and waits for the BMS, the alert stands).
     let alert = null;
     const raised = context.get("alert") || null;
-    if (problem !== raised) {
-        if (problem) {
-            node.warn("Chargery BMS alert: " + problem);
-            alert = {topic: prefix + "/alert", payload: {alert: true, type: "offline", reason: problem, time: now()}};
-        } else if (raised) {
-            node.log("Chargery BMS alert cleared: values are live again");
-            alert = {topic: prefix + "/alert", payload: {alert: false, type: "offline", reason: "cleared", was: raised, time: now()}};
-        }
+    if (problem && problem !== raised) {
+        node.warn("Chargery BMS alert: " + problem);
+        alert = {topic: prefix + "/alert", payload: {alert: true, type: "offline", reason: problem, time: now()}};
         context.set("alert", problem);
+    } else if (raised && live) {
+        node.log("Chargery BMS alert cleared: values are live again");
+        alert = {topic: prefix + "/alert", payload: {alert: false, type: "offline", reason: "cleared", was: raised, time: now()}};
+        context.set("alert", null);
     }
     node.send([{topic: prefix + "/battery", payload: battery}, alert]);
 }
