@@ -80,6 +80,7 @@ class Dashboard:
     page: Any
     url: str
     shots: Path
+    errors: list[str]
 
     def read(self) -> dict[str, Any]:
         found: dict[str, Any] = self.page.evaluate(READ_PAGE, [GAUGE_ID, CHART_ID])
@@ -124,12 +125,15 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         )
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         url = f"http://127.0.0.1:{node_red.port}{PAGE_PATH}"
         page.goto(url)
         page.wait_for_selector("[data-chargery=battery]", timeout=30_000)
         shots = directory / "screenshots"
         shots.mkdir()
-        yield Dashboard(broker, node_red, page, url, shots)
+        yield Dashboard(broker, node_red, page, url, shots, errors)
     finally:
         if browser is not None:
             browser.close()
@@ -359,3 +363,7 @@ def test_an_event_of_chargery_is_a_banner_a_list_entry_and_a_notification(
     page = dashboard.wait(lambda p: p["noAlert"], 10, "the banner dismissed")
     assert page["alerts"][0]["reason"] == warning["message"]  # still in the list
     assert page["state"] == "live"
+    # Nothing on the way logged an error (a node the dashboard rejected, a template that
+    # failed, would have).
+    assert "[error]" not in dashboard.node_red.log()
+    assert dashboard.errors == []  # nor the page (a template Vue could not render would)
