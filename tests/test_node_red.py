@@ -1,148 +1,37 @@
 """The shipped Node-RED flow in a real Node-RED (from the npm registry), against a real
 broker and the real daemon: what a user who imports ``examples/node-red-flow.json`` sees.
 
-Node-RED's rules used here, from its own source (node_modules/...):
-- ``@node-red/editor-api/lib/admin/flows.js``: ``POST /flows`` takes the flow array as
-  the v1 API body, ``Node-RED-Deployment-Type: full`` replaces every flow.
-- ``@node-red/editor-api/lib/editor/comms.js``: the debug sidebar's messages come over the
-  websocket ``/comms`` after ``{"subscribe": "debug"}`` (read by ``node_red/comms.js``).
+Node-RED's rules used here, from its own source (node_modules/...), besides those in
+``node_red_harness``:
 - ``@node-red/runtime/lib/nodes/Node.js``: ``node.warn`` / ``node.log`` write to the
   runtime log as ``[warn] [function:<name>] ...`` / ``[info] ...``.
 - ``@node-red/nodes/core/network/10-mqtt.js``: the broker node logs ``Connected to broker``.
 
 Node-RED is found at ``$CHARGERY_NODE_RED`` or ``.node-red/node_modules/node-red`` (the
-README's ``npm install --prefix .node-red node-red@4``); missing, the tests skip, and fail
-when ``CI`` is set.
+README's ``npm install --prefix .node-red ...``); missing, the tests skip, and fail when
+``CI`` is set.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Broker, DaemonProcess, FakeBms, wait_until
-from helpers import IN_CI, ROOT, free_port, require_tool
+from harness import Broker, DaemonProcess, FakeBms, Subscriber, wait_until
+from helpers import ROOT
+from node_red_harness import NodeRed, flow_for
 
 from chargerybms.protocol import encode_cells, encode_status
 
+pytestmark = [pytest.mark.broker, pytest.mark.node_red]
+
 FLOW = ROOT / "examples" / "node-red-flow.json"
-COMMS = Path(__file__).resolve().parent / "node_red" / "comms.js"
 StartDaemon = Callable[..., DaemonProcess]
-
-
-def node_red_home() -> Path:
-    candidates = [os.environ.get("CHARGERY_NODE_RED", ""), str(ROOT / ".node-red" / "node_modules" / "node-red")]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "red.js").is_file():
-            return Path(candidate)
-    message = "Node-RED is not installed (npm install --prefix .node-red node-red@4, or set CHARGERY_NODE_RED)"
-    if IN_CI:
-        pytest.fail(f"CI is set but {message}")
-    pytest.skip(message)
-
-
-class NodeRed:
-    """A Node-RED on a free loopback port, its own user directory, its log in a file."""
-
-    def __init__(self, directory: Path) -> None:
-        self.node = require_tool("node")
-        self.home = node_red_home()
-        directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.log_path = directory / "node-red.log"
-        settings = directory / "settings.js"
-        settings.write_text(
-            "module.exports = "
-            + json.dumps({
-                "uiHost": "127.0.0.1",
-                "uiPort": self.port,
-                "flowFile": "flows.json",
-                "credentialSecret": False,
-                "logging": {"console": {"level": "info", "metrics": False, "audit": False}},
-                "diagnostics": {"enabled": False},
-                "telemetry": {"enabled": False},
-                "externalModules": {"palette": {"allowInstall": False}},
-            })
-            + ";\n"
-        )  # fmt: skip
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [self.node, str(self.home / "red.js"), "--settings", str(settings), "--userDir", str(directory)],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=directory,
-        )
-        wait_until(self._up, 60, f"Node-RED on port {self.port}:\n{self.log()}")
-        self.debug: list[dict[str, Any]] = []
-        self._comms = subprocess.Popen(
-            [self.node, str(COMMS), f"ws://127.0.0.1:{self.port}/comms"],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "NODE_PATH": str(self.home.parent)},
-        )
-        self._reader = threading.Thread(target=self._read_comms, daemon=True)
-        self._reader.start()
-        wait_until(lambda: {"connected": True} in self.debug, 10, "the debug websocket")
-
-    def _up(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"Node-RED exited:\n{self.log()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/flows", timeout=2) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    def _read_comms(self) -> None:
-        assert self._comms.stdout is not None
-        for line in self._comms.stdout:
-            self.debug.append(json.loads(line))
-
-    def deploy(self, flow: list[dict[str, Any]]) -> None:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/flows",
-            data=json.dumps(flow).encode(),
-            headers={"Content-Type": "application/json", "Node-RED-Deployment-Type": "full"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10) as r:
-            assert r.status in (200, 204), r.read()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def outputs(self, name: str) -> list[Any]:
-        return [d["value"] for d in list(self.debug) if d.get("name") == name]
-
-    def mark(self) -> int:
-        """A point in the outputs: ``wait_output(..., since=mark)`` looks only after it."""
-        return len(self.debug)
-
-    def wait_output(self, name: str, predicate: Callable[[Any], bool], timeout: float = 20, since: int = 0) -> Any:
-        def found() -> Any:
-            new = [d["value"] for d in list(self.debug)[since:] if d.get("name") == name]
-            return next((v for v in new if predicate(v)), None)
-
-        return wait_until(found, timeout, f"a {name!r} output matching {predicate}; got {self.outputs(name)[-5:]}")
-
-    def stop(self) -> None:
-        for proc in (self._comms, self.proc):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        self._log.close()
 
 
 @pytest.fixture
@@ -153,13 +42,7 @@ def node_red(tmp_path: Path) -> Iterator[NodeRed]:
 
 
 def the_flow_for(broker: Broker) -> list[dict[str, Any]]:
-    """The shipped flow, unmodified but for the broker port (the broker node is the one
-    place a user changes)."""
-    flow: list[dict[str, Any]] = json.loads(FLOW.read_text())
-    (broker_node,) = [n for n in flow if n["type"] == "mqtt-broker"]
-    assert broker_node["broker"] == "127.0.0.1" and broker_node["port"] == "1883"
-    broker_node["port"] = str(broker.port)
-    return flow
+    return flow_for(FLOW, broker)
 
 
 def is_live(v: Any) -> bool:
@@ -183,8 +66,27 @@ def test_the_flow_shows_live_values_and_raises_and_clears_its_alert(
     assert 2.5 < live["lowestCellVoltage"] < 3.7 and 1 <= live["lowestCell"] <= 16
     assert 2.5 < live["highestCellVoltage"] < 3.7 and isinstance(live["highestCell"], int)
     assert 40 < live["voltage"] < 60 and 0 <= live["soc"] <= 100 and live["current"] is not None
+    assert len(live["cells"]) == 16 and min(live["cells"]) == live["lowestCellVoltage"]
+    assert live["chargePower"] is not None and live["dischargePower"] is not None
     time.sleep(2)
     assert node_red.outputs("BMS alert") == []  # no false alarm at start
+
+    # chargery's events come out of the alert output as they arrive (a hand-made one here:
+    # the document of interfaces.md, published by a real MQTT client); the values stay live.
+    event = {"type": "cutoff", "message": "charge stopped: cell 7 reached 3.652 V (charge end voltage 3.650 V)",
+             "time": "2026-11-30T12:00:00Z", "cell": 7, "direction": "charge", "voltage": 3.652, "end_voltage": 3.65,
+             "current": 23.0, "temperature_1": 20.0, "temperature_2": 19.0, "explained": True}  # fmt: skip
+    mark = node_red.mark()
+    publisher = Subscriber(broker, ["chargerybms/nothing"])
+    publisher.publish("chargerybms/event", json.dumps({"type": "cutoff"}))  # no message: ignored, logged
+    publisher.publish("chargerybms/event", json.dumps(event))
+    publisher.close()
+    raised = node_red.wait_output("BMS alert", lambda v: isinstance(v, dict) and v.get("type") == "cutoff", since=mark)
+    assert raised["alert"] is True and raised["reason"] == event["message"]
+    assert raised["time"] == event["time"] and raised["cell"] == 7 and raised["event"] == event
+    cutoffs = [v for v in node_red.outputs("BMS alert") if v.get("type") == "cutoff"]
+    assert [v["reason"] for v in cutoffs] == [event["message"]]  # the one without a message made none
+    node_red.wait_output("battery", is_live, since=mark)
 
     # SIGTERM: the daemon stops cleanly; the flow says so and alerts.
     mark = node_red.mark()
@@ -232,3 +134,5 @@ def test_the_flow_shows_live_values_and_raises_and_clears_its_alert(
     assert "[warn] [function:battery] Chargery BMS alert: chargery is not running" in log
     assert "[warn] [function:battery] Chargery BMS alert: the BMS is silent" in log
     assert "Chargery BMS alert cleared" in log
+    assert "[warn] [function:battery] Chargery BMS cutoff: charge stopped: cell 7 reached 3.652 V" in log
+    assert "[warn] [function:battery] Chargery BMS: ignored an event without a message" in log
