@@ -97,10 +97,10 @@ def flags(broker: Broker, bms: FakeBms, *extra: str) -> list[str]:
     return ["--port", str(bms.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port), *extra]
 
 
-def line_rate(work: Path, broker: Broker, seconds: float, *extra: str) -> dict[str, float]:
+def line_rate(work: Path, broker: Broker, seconds: float, *extra: str, script: Path | None = None) -> dict[str, float]:
     bms = FakeBms(work / "ttyLine").plug()
     sub = Subscriber(broker, ["chargerybms/current", "chargerybms/batteryvolt", "chargerybms/aggimped"])
-    daemon = DaemonProcess(work / f"line{len(extra)}", flags(broker, bms, *extra))
+    daemon = DaemonProcess(work / f"line{time.monotonic_ns()}", flags(broker, bms, *extra), script=script)
     try:
         wait_until(lambda: "MQTT: connected" in daemon.log() and "serial: opened" in daemon.log(), 15, "daemon up")
         warm_up = SimulatedBms(16, firmware="1.26", seed=9)
@@ -200,10 +200,10 @@ def latency(work: Path, broker: Broker, samples: int) -> list[float]:
     return out
 
 
-def idle(work: Path, broker: Broker, seconds: float) -> float:
+def idle(work: Path, broker: Broker, seconds: float, script: Path | None = None) -> float:
     """CPU share of one core with the BMS silent and the broker connected."""
     bms = FakeBms(work / "ttyIdle").plug()
-    daemon = DaemonProcess(work / "idle", flags(broker, bms))
+    daemon = DaemonProcess(work / f"idle{time.monotonic_ns()}", flags(broker, bms), script=script)
     try:
         wait_until(lambda: "MQTT: connected" in daemon.log() and "serial: opened" in daemon.log(), 15, "daemon up")
         time.sleep(2.0)
@@ -253,11 +253,57 @@ def import_ms() -> tuple[float, float]:
     return best_pkg, best_all
 
 
+def compare(rev: str, rounds: int, quick: bool) -> None:
+    """This checkout and ``rev`` (a git worktree of it), measured alternately in the same run:
+    the machine is shared and noisy, so only figures taken side by side compare."""
+    seconds = 8 if quick else 25
+    cadence_seconds = 10 if quick else 40
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        other = work / "other"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(other), rev], check=True, capture_output=True
+        )
+        versions = {"this": ROOT / "chargery.py", rev: other / "chargery.py"}
+        figures: dict[str, dict[str, list[float]]] = {name: {} for name in versions}
+        broker = Broker(work / "broker").start()
+        try:
+            for _ in range(rounds):
+                for name, script in versions.items():
+                    r = line_rate(work, broker, seconds, script=script)
+                    c = real_cadence(work, broker, cadence_seconds, script=script)
+                    for key, value in (
+                        ("line rate, ms per frame", r["cpu_ms_per_frame"]),
+                        ("real cadence, ms per frame", c["cpu_ms_per_frame"]),
+                        ("rss after the line-rate run, MB", r["rss_end"]),
+                        ("idle, % of a core", idle(work, broker, 5 if quick else 20, script=script)),
+                    ):
+                        figures[name].setdefault(key, []).append(value)
+                    print(
+                        f"  {name}: line rate {r['cpu_ms_per_frame']:.3f} ms, real cadence {c['cpu_ms_per_frame']:.3f} ms",
+                        flush=True,
+                    )
+        finally:
+            broker.stop()
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False, capture_output=True
+            )
+    print(f"side by side, {rounds} alternating rounds (min-max):")
+    for key in figures["this"]:
+        cells = [f"{name} {min(v[key]):.3f}-{max(v[key]):.3f}" for name, v in figures.items()]
+        print(f"  {key}: " + " | ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (CI smoke)")
     parser.add_argument("--soak", type=float, default=0, help="extra seconds at line rate for the memory record")
+    parser.add_argument("--compare", metavar="REV", help="also measure this git revision, alternately, side by side")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --compare (default: 3)")
     args = parser.parse_args()
+    if args.compare:
+        compare(args.compare, args.rounds, args.quick)
+        return
     line_seconds = 8 if args.quick else 25
     samples = 5 if args.quick else 30
     idle_seconds = 5 if args.quick else 20
@@ -277,6 +323,11 @@ def main() -> None:
             print(f"  published: {r['received']:.0f} of {r['frames']:.0f} frames, lost {r['lost']:.0f} (target 0)")
             print(
                 f"  rss: {r['rss_start']:.1f} MB after start, {r['rss_end']:.1f} MB after the run (target < 30 MB, no growth)"
+            )
+            cadence = real_cadence(work, broker, 10 if args.quick else 40)
+            print(
+                f"real cadence: {cadence['frames']:.0f} frames, a burst a second: {cadence['cpu_ms_per_frame']:.3f} ms per frame "
+                f"({cadence['cpu_ms_per_frame'] * cadence['frames'] / (10 if args.quick else 40) / 10:.4f} % of a core; target < 0.1 %)"
             )
             c = line_rate(work, broker, line_seconds, "--publish-cells")
             print(
