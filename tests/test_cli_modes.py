@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -199,3 +200,28 @@ def test_the_log_file_is_rotated_and_capped(tmp_path: Path, monkeypatch: pytest.
     assert [f.name for f in files] == ["chargery.log", "chargery.log.1", "chargery.log.2", "chargery.log.3"]
     assert all(f.stat().st_size <= 10_000 for f in files)
     assert "frame at 4999" in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "setting"),
+    [
+        (["--mqtt-port", "70000"], {}, "mqtt_port"),
+        (["--cells", "25"], {}, "cells"),
+        (["--stale-after", "0"], {}, "stale_after"),
+        (["--topic-prefix", "a/#"], {}, "topic_prefix"),
+        (["--baud", "1234"], {}, "baud"),
+        ([], {"CHARGERY_MQTT_PORT": "many"}, "mqtt_port"),
+        ([], {"CHARGERY_PUBLISH_CELLS": "perhaps"}, "publish_cells"),
+        (["--mqtt-password-file", "/nonexistent/secret"], {}, "mqtt_password_file"),
+        (["--mqtt-ca-file", "/etc/hostname"], {}, "mqtt_ca_file"),
+        (["--log-file", "/nonexistent/dir/chargery.log"], {}, "log_file"),
+        (["--mqtt-tls", "--mqtt-ca-file", "/etc/hostname"], {}, "mqtt_ca_file"),  # not a certificate
+    ],
+)
+def test_bad_settings_exit_2_naming_the_setting(args: list[str], env: dict[str, str], setting: str) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CHARGERY_")} | env
+    result = subprocess.run(chargery_cmd(*args), capture_output=True, timeout=30, env=environ, check=False)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert setting in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

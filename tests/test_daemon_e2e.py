@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from harness import Broker, DaemonProcess, FakeBms, Subscriber, make_tls, wait_until
-from helpers import chargery_cmd, load_vectors
+from helpers import load_vectors
 
 from chargerybms.protocol import encode_cells, encode_status
+
+pytestmark = pytest.mark.broker
 
 VEC = {v["id"]: bytes.fromhex(v["hex"]) for v in load_vectors("frames.json")}
 CELLS, STATUS, IMPEDANCES = VEC["A4"], VEC["A1"], VEC["A5"]
@@ -316,31 +316,6 @@ def test_tls_needs_the_right_ca_and_never_falls_back(tmp_path: Path, bms: FakeBm
         other_bms.close()
     finally:
         broker.stop()
-
-
-@pytest.mark.parametrize(
-    ("args", "env", "setting"),
-    [
-        (["--mqtt-port", "70000"], {}, "mqtt_port"),
-        (["--cells", "25"], {}, "cells"),
-        (["--stale-after", "0"], {}, "stale_after"),
-        (["--topic-prefix", "a/#"], {}, "topic_prefix"),
-        (["--baud", "1234"], {}, "baud"),
-        ([], {"CHARGERY_MQTT_PORT": "many"}, "mqtt_port"),
-        ([], {"CHARGERY_PUBLISH_CELLS": "perhaps"}, "publish_cells"),
-        (["--mqtt-password-file", "/nonexistent/secret"], {}, "mqtt_password_file"),
-        (["--mqtt-ca-file", "/etc/hostname"], {}, "mqtt_ca_file"),
-        (["--log-file", "/nonexistent/dir/chargery.log"], {}, "log_file"),
-        (["--mqtt-tls", "--mqtt-ca-file", "/etc/hostname"], {}, "mqtt_ca_file"),  # not a certificate
-    ],
-)
-def test_bad_settings_exit_2_naming_the_setting(args: list[str], env: dict[str, str], setting: str) -> None:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CHARGERY_")} | env
-    result = subprocess.run(chargery_cmd(*args), capture_output=True, timeout=30, env=environ, check=False)
-    err = result.stderr.decode()
-    assert result.returncode == 2, err
-    assert setting in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
 
 
 def test_status_frames_and_silence_never_crash_on_13_byte_frames(

@@ -7,10 +7,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from harness import Broker, DaemonProcess, FakeBms, Subscriber, wait_until
 from helpers import load_vectors
 
 from chargerybms.protocol import encode_cells, encode_status
+
+pytestmark = pytest.mark.broker
 
 VEC = {v["id"]: bytes.fromhex(v["hex"]) for v in load_vectors("frames.json")}
 CELLS16, STATUS = VEC["A4"], VEC["A1"]

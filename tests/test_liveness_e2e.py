@@ -10,9 +10,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from harness import Broker, DaemonProcess, FakeBms, Subscriber, wait_until
 
 from chargerybms.protocol import encode_cells, encode_impedances, encode_status
+
+pytestmark = pytest.mark.broker
 
 P = "chargerybms"
 StartDaemon = Callable[..., DaemonProcess]

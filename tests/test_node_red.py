@@ -34,6 +34,8 @@ from helpers import IN_CI, ROOT, free_port, require_tool
 
 from chargerybms.protocol import encode_cells, encode_status
 
+pytestmark = [pytest.mark.broker, pytest.mark.nodered]
+
 FLOW = ROOT / "examples" / "node-red-flow.json"
 COMMS = Path(__file__).resolve().parent / "node_red" / "comms.js"
 StartDaemon = Callable[..., DaemonProcess]
