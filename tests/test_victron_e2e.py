@@ -52,8 +52,12 @@ def test_about_once_a_second_while_online_none_when_stale_none_after_stop(
     stopped_at = time.monotonic()
     time.sleep(1.5)
     assert not [m for m in subscriber.on(f"{P}/victron") if m.arrived > stopped_at]
-    # Nothing retained that a driver could mistake for a live battery.
-    late = Subscriber(broker, [f"{P}/victron"])
-    time.sleep(0.5)
-    assert late.on(f"{P}/victron") == []
-    late.close()
+    # Nothing retained that a driver could mistake for a live battery. The broker sends the
+    # retained copies in the order of the subscription: once `status` has come, a retained
+    # `victron` would have come before it.
+    late = Subscriber(broker, [f"{P}/victron", f"{P}/status"])
+    try:
+        assert late.wait(f"{P}/status", timeout=5).payload == "offline"
+        assert late.on(f"{P}/victron") == []
+    finally:
+        late.close()
