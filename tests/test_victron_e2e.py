@@ -49,6 +49,7 @@ def test_about_once_a_second_while_online_none_when_stale_none_after_stop(
     wait_until(lambda: [m for m in subscriber.on(f"{P}/victron") if m.arrived > stale_at], 10, "documents again")
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(10) == 0
+    subscriber.wait(f"{P}/status", lambda p: p == "offline")  # its last words: all before them has arrived
     stopped_at = time.monotonic()
     time.sleep(1.5)
     assert not [m for m in subscriber.on(f"{P}/victron") if m.arrived > stopped_at]
