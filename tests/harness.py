@@ -36,7 +36,9 @@ class Tls:
     client_key: Path
 
 
-def make_tls(directory: Path) -> Tls:
+def make_tls(directory: Path, server_names: str = "IP:127.0.0.1,DNS:localhost") -> Tls:
+    """A CA, a broker certificate it signs for ``server_names`` (subjectAltName), a client
+    certificate it signs, and another CA."""
     openssl = require_tool("openssl")
     directory.mkdir(parents=True, exist_ok=True)
 
@@ -47,7 +49,7 @@ def make_tls(directory: Path) -> Tls:
         run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=test {name} CA",
             "-keyout", f"{name}.key", "-out", f"{name}.crt")  # fmt: skip
     run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr")
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    (directory / "san.ext").write_text(f"subjectAltName={server_names}\n")
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
         "-extfile", "san.ext", "-out", "server.crt")  # fmt: skip
     run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=chargery", "-keyout", "client.key", "-out", "client.csr")
@@ -126,6 +128,14 @@ class Broker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: the broker dies without closing its connections politely (and, as it
+        keeps no persistence, forgets every retained message)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
         self.proc = None
 
     def log(self) -> str:
