@@ -10,9 +10,9 @@ Node-RED's rules used here, from its own source (node_modules/...):
   runtime log as ``[warn] [function:<name>] ...`` / ``[info] ...``.
 - ``@node-red/nodes/core/network/10-mqtt.js``: the broker node logs ``Connected to broker``.
 
-Node-RED is found at ``$CHARGERY_NODE_RED`` or ``.node-red/node_modules/node-red`` (the
-README's ``npm install --prefix .node-red node-red@4``); missing, the tests skip, and fail
-when ``CI`` is set.
+Node-RED is found at ``$CHARGERY_NODE_RED`` or ``.node-red/node_modules/node-red`` (where
+``.ci/run``, the README's test command, puts it); missing, the tests skip, and fail when
+``CI`` is set.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def node_red_home() -> Path:
     for candidate in candidates:
         if candidate and (Path(candidate) / "red.js").is_file():
             return Path(candidate)
-    message = "Node-RED is not installed (npm install --prefix .node-red node-red@4, or set CHARGERY_NODE_RED)"
+    message = "Node-RED is not installed (sudo ./.ci/run, or npm install --prefix .node-red node-red@4.1)"
     if IN_CI:
         pytest.fail(f"CI is set but {message}")
     pytest.skip(message)
