@@ -187,8 +187,10 @@ class Subscriber:
             )
 
     def close(self) -> None:
-        self.client.loop_stop()
+        # Disconnect first: it wakes the network thread, which loop_stop() then joins at
+        # once (the other way round, loop_stop waits out paho's one-second select).
         self.client.disconnect()
+        self.client.loop_stop()
 
     def clear(self) -> None:
         with self._lock:

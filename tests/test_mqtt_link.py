@@ -50,7 +50,10 @@ def make_link() -> Iterator[MakeLink]:
     """A started ``MqttLink`` for the given settings; every one is stopped at teardown."""
     links: list[MqttLink] = []
 
-    def make(settings: Settings, subscriptions: tuple[str, ...] = ()) -> tuple[MqttLink, Calls]:
+    def make(
+        settings: Settings, subscriptions: tuple[str, ...] = (), then: Callable[[MqttLink], None] | None = None
+    ) -> tuple[MqttLink, Calls]:
+        """``then(link)`` runs inside every on_connected."""
         calls = Calls()
         link = MqttLink(
             settings,
@@ -60,6 +63,8 @@ def make_link() -> Iterator[MakeLink]:
             on_message=calls.on_message,
         )
         links.append(link)
+        if then is not None:
+            calls.then = lambda: then(link)
         link.start()
         return link, calls
 
@@ -101,8 +106,9 @@ def test_connects_says_online_retained_then_calls_on_connected(
     broker: Broker, subscriber: Subscriber, make_link: MakeLink, log: pytest.LogCaptureFixture
 ) -> None:
     subscriber.publish(COMMANDS, "held", retain=True)  # what the broker keeps before we come
-    link, calls = make_link(settings(broker.port), subscriptions=(COMMANDS,))
-    calls.then = lambda: link.publish("lt/hello", "from on_connected")
+    link, calls = make_link(
+        settings(broker.port), subscriptions=(COMMANDS,), then=lambda link: link.publish("lt/hello", "in on_connected")
+    )
 
     wait_until(lambda: calls.connected == 1, 10, "on_connected")
     assert link.connected and link.healthy(time.monotonic())
