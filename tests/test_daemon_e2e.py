@@ -398,6 +398,8 @@ def test_tls_with_a_client_certificate(tmp_path: Path, bms: FakeBms, start_daemo
         with_cert.wait_log("(TLS)")
         assert not [m for m in sub.messages if m.topic.startswith("anon/")]
         assert without.alive() and "connected to" not in without.log()
+        without.signal(signal.SIGTERM)  # while it waits to retry, its last TLS session closed by the broker
+        assert without.wait(10) == 0 and "Traceback" not in without.log(), without.log()
         sub.close()
         other.close()
     finally:

@@ -262,6 +262,9 @@ def test_a_broker_that_wants_a_client_certificate_says_so(
         wait_log(log, f"MQTT: 127.0.0.1:{broker.tls_port}", "--mqtt-cert-file and --mqtt-key-file")
         assert anonymous_calls.connected == 0 and not anonymous.connected
 
+        anonymous.stop([])  # while it waits to retry: quiet, although the broker closed that TLS session
+        assert not anonymous.healthy(time.monotonic())
+
         keys = {"mqtt_cert_file": str(tls.client_cert), "mqtt_key_file": str(tls.client_key)}
         _, with_cert_calls = make_link(settings(broker.tls_port, device_id="cert", **common, **keys))
         wait_until(lambda: with_cert_calls.connected == 1, 10, "the connection with a client certificate")
