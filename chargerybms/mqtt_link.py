@@ -108,7 +108,10 @@ class MqttLink:
                 except (RuntimeError, ValueError):  # paho 2 raises if the connection drops meanwhile
                     break
         self._stop.set()
-        self._client.disconnect()
+        try:
+            self._client.disconnect()
+        except OSError:  # paho 1.6 writes DISCONNECT at once, even into a TLS session the broker closed
+            pass
         self._wake()
         self._thread.join(timeout)
 

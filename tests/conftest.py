@@ -1,7 +1,10 @@
-"""Make the repository root importable, as it is for chargery.py itself."""
+"""Make the repository root importable, as it is for chargery.py itself; keep every test
+away from the developer's home; start the real counterparts the end-to-end tests need."""
 
 from __future__ import annotations
 
+import os
+import site
 import sys
 from pathlib import Path
 
@@ -13,11 +16,42 @@ if str(ROOT) not in sys.path:
 from collections.abc import Callable, Iterator  # noqa: E402
 from typing import TYPE_CHECKING  # noqa: E402
 
+import helpers  # noqa: E402
 import pytest  # noqa: E402
 
 if TYPE_CHECKING:  # the harness needs paho-mqtt: imported by the fixtures that use it only,
     # so the decoder's tests run on a machine without it
     from harness import Broker, DaemonProcess, FakeBms, Subscriber
+
+# Environment variables named CHARGERY_* that steer the tests themselves, not the daemon.
+TEST_SETTINGS = ("CHARGERY_NODE_RED", "CHARGERY_KEEP_CONTAINER")
+# What systemd gives a service: a test run started by one must not notify it, nor read its
+# credentials.
+SERVICE_MANAGER = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "CREDENTIALS_DIRECTORY")
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Every test, and every process it starts, sees a temporary home: the developer's
+    ~/.local/state/chargery (energy meters) is never read, written or renamed, and the
+    developer's own CHARGERY_* settings (or a service manager's) do not leak into what a
+    test runs."""
+    real_home = Path.home()
+    home = tmp_path / "home"
+    home.mkdir()
+    user_base = site.getuserbase()  # pip install --user stays importable in subprocesses
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state-directory"))  # as systemd's StateDirectory= sets it
+    monkeypatch.setenv("PYTHONUSERBASE", os.environ.get("PYTHONUSERBASE", user_base))
+    if "PYENV_ROOT" not in os.environ and (real_home / ".pyenv").is_dir():
+        monkeypatch.setenv("PYENV_ROOT", str(real_home / ".pyenv"))  # a `python3` shim keeps working
+    for name in list(os.environ):
+        if (name.startswith("CHARGERY_") and name not in TEST_SETTINGS) or name in SERVICE_MANAGER:
+            monkeypatch.delenv(name)
+    helpers.CURRENT_TEST = request.node  # require_tool checks its markers
+    yield home
+    helpers.CURRENT_TEST = None
 
 
 @pytest.fixture

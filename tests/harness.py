@@ -37,7 +37,9 @@ class Tls:
     client_key: Path
 
 
-def make_tls(directory: Path) -> Tls:
+def make_tls(directory: Path, server_names: str = "IP:127.0.0.1,DNS:localhost") -> Tls:
+    """A CA, a broker certificate it signs for ``server_names`` (subjectAltName), a client
+    certificate it signs, and another CA."""
     openssl = require_tool("openssl")
     directory.mkdir(parents=True, exist_ok=True)
 
@@ -48,7 +50,7 @@ def make_tls(directory: Path) -> Tls:
         run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=test {name} CA",
             "-keyout", f"{name}.key", "-out", f"{name}.crt")  # fmt: skip
     run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr")
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    (directory / "san.ext").write_text(f"subjectAltName={server_names}\n")
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
         "-extfile", "san.ext", "-out", "server.crt")  # fmt: skip
     run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=chargery", "-keyout", "client.key", "-out", "client.csr")
@@ -129,6 +131,14 @@ class Broker:
                 self.proc.wait()
         self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL: the broker dies without closing its connections politely (and, as it
+        keeps no persistence, forgets every retained message)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -178,8 +188,10 @@ class Subscriber:
             )
 
     def close(self) -> None:
-        self.client.loop_stop()
+        # Disconnect first: it wakes the network thread, which loop_stop() then joins at
+        # once (the other way round, loop_stop waits out paho's one-second select).
         self.client.disconnect()
+        self.client.loop_stop()
 
     def clear(self) -> None:
         with self._lock:

@@ -21,6 +21,12 @@ DATA = Path(__file__).resolve().parent / "data"
 CHARGERY = ROOT / "chargery.py"
 IN_CI = bool(os.environ.get("CI"))
 
+# The test being run (set by conftest.py), and the marker a test must carry to start each
+# of these tools: `pytest -m "not broker"` must never start a broker, so an unmarked test
+# that tries fails at once, whether the tool is installed or not.
+CURRENT_TEST: pytest.Item | None = None
+MARKER_FOR_TOOL = {"mosquitto": "broker", "mosquitto_passwd": "broker"}
+
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
     """Poll ``condition`` until it returns something true (returned), or fail after ``timeout``."""
@@ -49,6 +55,10 @@ def as_dicts(frames: list[tuple[int, Frame]], with_offset: bool) -> list[dict[st
 def require_tool(name: str) -> str:
     """The path of an external tool. Missing: skip locally, but fail when CI is set, so a
     CI run never passes by silently skipping what it was meant to test."""
+    marker = MARKER_FOR_TOOL.get(name)
+    test = CURRENT_TEST
+    if marker and test is not None and test.get_closest_marker(marker) is None:
+        pytest.fail(f"{test.nodeid} needs {name} but is not marked @pytest.mark.{marker}", pytrace=False)
     path = shutil.which(name) or next(
         (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from helpers import ROOT, require_tool
 
 
@@ -20,6 +21,7 @@ def test_decode_benchmark_runs() -> None:
     assert "frames/s" in out and "cli decode:" in out
 
 
+@pytest.mark.broker
 def test_daemon_benchmark_runs() -> None:
     require_tool("mosquitto")
     out = run("bench/daemon_bench.py", "--quick")

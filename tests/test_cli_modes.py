@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import DaemonProcess, FakeBms, wait_until
@@ -19,46 +21,60 @@ from chargerybms.logs import RateLimited
 VEC = {v["id"]: bytes.fromhex(v["hex"]) for v in load_vectors("frames.json")}
 
 
+def run_until(
+    tmp_path: Path, command: list[str], done: Callable[[list[str]], object], timeout: float = 30
+) -> tuple[list[str], str, int]:
+    """Run ``command`` until its output so far satisfies ``done``, then Ctrl-C it:
+    (stdout lines, stderr, exit status). Waiting for what the test then asserts, not for a
+    fixed time, keeps a slow machine from failing it and a fast one from waiting."""
+    out_path, err_path = tmp_path / "out.txt", tmp_path / "err.txt"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err, cwd=tmp_path)
+        try:
+            wait_until(lambda: done(out_path.read_text().splitlines()), timeout, f"the output of {command}")
+        finally:
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            status = proc.wait(10)
+    return out_path.read_text().splitlines(), err_path.read_text(), status
+
+
 def test_demo_runs_on_the_standard_library_alone(tmp_path: Path) -> None:
     """`python3 chargery.py --demo` on a fresh machine: no pyserial, no paho, no broker."""
     base = getattr(sys, "_base_executable", sys.executable)
-    proc = subprocess.Popen(
-        [base, "-I", "-S", str(CHARGERY), "--demo", "--demo-speed", "20"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-    )
-    time.sleep(2.5)
-    proc.send_signal(signal.SIGINT)  # Ctrl-C
-    out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
-    lines = out.splitlines()
+
+    expected = {"homeassistant/device/chargerybms/config", "chargerybms/batteryvolt", "chargerybms/current",
+                "chargerybms/temp1", "chargerybms/state"}  # fmt: skip
+
+    def temperatures(lines: list[str]) -> list[float]:
+        return [float(line.split()[1]) for line in lines if line.startswith("chargerybms/temp1 ")]
+
+    def shown(lines: list[str]) -> bool:  # every kind of line, and a temperature below 0 °C
+        return expected <= {line.split(" ", 1)[0] for line in lines} and min(temperatures(lines), default=0) < 0
+
+    demo = [base, "-I", "-S", str(CHARGERY), "--demo", "--demo-speed", "20"]
+    lines, err, status = run_until(tmp_path, demo, shown)
+    assert status == 0, err
     assert lines[0] == "chargerybms/status online"
-    topics = {line.split(" ", 1)[0] for line in lines}
-    assert "homeassistant/device/chargerybms/config" in topics
-    assert {"chargerybms/batteryvolt", "chargerybms/current", "chargerybms/temp1", "chargerybms/state"} <= topics
+    assert expected <= {line.split(" ", 1)[0] for line in lines}
     assert lines[-1] == "chargerybms/status offline"
-    temps = [float(line.split()[1]) for line in lines if line.startswith("chargerybms/temp1 ")]
-    assert min(temps) < 0  # the simulator goes below zero, and it is decoded as such
+    assert min(temperatures(lines)) < 0  # the simulator goes below zero, and it is decoded as such
     assert "Traceback" not in err and "ModuleNotFoundError" not in err
 
 
+def complete_states(lines: list[str]) -> list[dict[str, Any]]:
+    """The `state` documents printed that hold both a cells and a status frame."""
+    states = [json.loads(line.split(" ", 1)[1]) for line in lines if line.startswith("chargerybms/state ")]
+    return [s for s in states if s["cells_seen"] and s["status_seen"]]
+
+
 @pytest.mark.parametrize("firmware", ["1.22", "1.25", "1.26"])
-def test_demo_firmware_generations(firmware: str) -> None:
-    d = subprocess.Popen(
-        chargery_cmd(
-            "--demo", "--demo-firmware", firmware, "--demo-model", "8", "--demo-speed", "50", "--no-ha-discovery"
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+def test_demo_firmware_generations(tmp_path: Path, firmware: str) -> None:
+    demo = chargery_cmd(
+        "--demo", "--demo-firmware", firmware, "--demo-model", "8", "--demo-speed", "50", "--no-ha-discovery"
     )
-    time.sleep(1.5)
-    d.terminate()
-    out, _ = d.communicate(timeout=10)
-    states = [json.loads(line.split(" ", 1)[1]) for line in out.splitlines() if line.startswith("chargerybms/state ")]
-    last = states[-1]
+    lines, err, status = run_until(tmp_path, demo, complete_states)
+    assert status == 0, err
+    last = complete_states(lines)[-1]
     assert last["cell_count"] == 8
     assert (last["energy_wh"] is None) == (firmware == "1.22")
     assert (last["discharge_end_voltage"] is None) == (firmware != "1.26")
@@ -68,9 +84,10 @@ def test_dry_run_prints_what_it_would_publish(tmp_path: Path, bms: FakeBms) -> N
     bms.plug().stream([VEC["A1"], VEC["A4"]], interval=0.05)
     d = DaemonProcess(tmp_path / "d", ["--port", str(bms.path), "--dry-run", "--no-ha-discovery"])
     try:
-        wait_until(lambda: "chargerybms/batteryvolt 53.294" in d.out_path.read_text(), 10, "dry-run output")
-        out = d.out_path.read_text()
-        assert "chargerybms/current 23.0\n" in out and "chargerybms/temp2 13.2\n" in out
+        # The cells frame's line and the status frame's (which may come 50 ms later), each
+        # waited for: waiting for one and asserting the other failed CI on a fresh machine.
+        for line in ("chargerybms/batteryvolt 53.294\n", "chargerybms/current 23.0\n", "chargerybms/temp2 13.2\n"):
+            wait_until(lambda line=line: line in d.out_path.read_text(), 10, f"{line!r} in the dry-run output")
         assert "MQTT" not in d.log()  # never connects
     finally:
         d.stop()
@@ -81,7 +98,8 @@ def test_debug_logs_every_frame_and_info_does_not(tmp_path: Path, bms: FakeBms) 
     quiet = DaemonProcess(tmp_path / "q", ["--port", str(bms.path), "--dry-run"])
     loud = None
     try:
-        time.sleep(1.5)
+        # Frames did arrive (their values are printed), and none was logged.
+        wait_until(lambda: quiet.out_path.read_text().count("chargerybms/current 23.0") >= 3, 10, "three frames")
         quiet.stop()
         assert "frame at" not in quiet.log()
         loud = DaemonProcess(tmp_path / "l", ["--port", str(bms.path), "--dry-run", "-d"])
@@ -144,23 +162,27 @@ def test_repeated_errors_are_rate_limited(caplog: pytest.LogCaptureFixture) -> N
     ]
 
 
-def _run_demo(*extra: str) -> list[str]:
-    proc = subprocess.Popen(
-        chargery_cmd("--demo", "--demo-speed", "20", *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
-    return out.splitlines()
+def _run_demo(directory: Path, *extra: str) -> list[str]:
+    """The demo's output once it has shown a discovery document and a complete state."""
+
+    def shown(lines: list[str]) -> bool:
+        return bool(complete_states(lines)) and any(line.startswith(DISCOVERY) for line in lines)
+
+    directory.mkdir()
+    lines, err, status = run_until(directory, chargery_cmd("--demo", "--demo-speed", "20", *extra), shown)
+    assert status == 0, err
+    return lines
 
 
-def test_demo_shows_the_battery_first_and_summarises_discovery() -> None:
-    lines = _run_demo()
+DISCOVERY = "homeassistant/device/chargerybms/config "
+
+
+def test_demo_shows_the_battery_first_and_summarises_discovery(tmp_path: Path) -> None:
+    lines = _run_demo(tmp_path / "demo")
     configs = [line for line in lines if line.startswith("homeassistant/device/chargerybms/config ")]
     assert configs and all(len(c) < 200 and "entities" in c and "bytes" in c for c in configs)  # not 10 kB a line
     assert all(len(line) < 2000 for line in lines)
-    for whole in (_run_demo("--dry-run"), _run_demo("-d")):
+    for whole in (_run_demo(tmp_path / "dry-run", "--dry-run"), _run_demo(tmp_path / "debug", "-d")):
         config = [line for line in whole if line.startswith("homeassistant/device/chargerybms/config ")][-1]
         document = json.loads(config.split(" ", 1)[1])  # exact `topic payload`, as published
         assert document["components"]["pack_voltage"]["unique_id"] == "chargery_chargerybms_pack_voltage"
@@ -201,3 +223,28 @@ def test_the_log_file_is_rotated_and_capped(tmp_path: Path, monkeypatch: pytest.
     assert [f.name for f in files] == ["chargery.log", "chargery.log.1", "chargery.log.2", "chargery.log.3"]
     assert all(f.stat().st_size <= 10_000 for f in files)
     assert "frame at 4999" in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "setting"),
+    [
+        (["--mqtt-port", "70000"], {}, "mqtt_port"),
+        (["--cells", "25"], {}, "cells"),
+        (["--stale-after", "0"], {}, "stale_after"),
+        (["--topic-prefix", "a/#"], {}, "topic_prefix"),
+        (["--baud", "1234"], {}, "baud"),
+        ([], {"CHARGERY_MQTT_PORT": "many"}, "mqtt_port"),
+        ([], {"CHARGERY_PUBLISH_CELLS": "perhaps"}, "publish_cells"),
+        (["--mqtt-password-file", "/nonexistent/secret"], {}, "mqtt_password_file"),
+        (["--mqtt-ca-file", "/etc/hostname"], {}, "mqtt_ca_file"),
+        (["--log-file", "/nonexistent/dir/chargery.log"], {}, "log_file"),
+        (["--mqtt-tls", "--mqtt-ca-file", "/etc/hostname"], {}, "mqtt_ca_file"),  # not a certificate
+    ],
+)
+def test_bad_settings_exit_2_naming_the_setting(args: list[str], env: dict[str, str], setting: str) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CHARGERY_")} | env
+    result = subprocess.run(chargery_cmd(*args), capture_output=True, timeout=30, env=environ, check=False)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert setting in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

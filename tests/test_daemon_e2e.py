@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from harness import Broker, DaemonProcess, FakeBms, Subscriber, make_tls, wait_until
-from helpers import chargery_cmd, load_vectors
+from helpers import load_vectors
 
 from chargerybms.protocol import encode_cells, encode_status
+
+pytestmark = pytest.mark.broker
 
 VEC = {v["id"]: bytes.fromhex(v["hex"]) for v in load_vectors("frames.json")}
 CELLS, STATUS, IMPEDANCES = VEC["A4"], VEC["A1"], VEC["A5"]
@@ -76,11 +76,9 @@ def test_vector_frames_publish_the_thirteen_topics_cells_and_state(
     assert not any(m.retain for m in subscriber.on(f"{P}/current"))
     late = Subscriber(broker, [f"{P}/status", f"{P}/link"])
     try:
-        wait_until(lambda: late.last(f"{P}/link"), 5, "retained link")
-        assert late.last(f"{P}/status") == late.last(f"{P}/status") and late.last(f"{P}/status").retain  # type: ignore[union-attr]
-        assert late.last(f"{P}/status").payload == "online"  # type: ignore[union-attr]
-        assert late.last(f"{P}/link").payload == "online"  # type: ignore[union-attr]
-        assert late.last(f"{P}/link").retain  # type: ignore[union-attr]
+        for topic in (f"{P}/status", f"{P}/link"):
+            delivered = late.wait(topic, timeout=5)  # on subscribing: only a retained copy can come
+            assert (delivered.payload, delivered.retain) == ("online", True), topic
     finally:
         late.close()
     assert daemon.alive()
@@ -210,19 +208,21 @@ def test_garbage_truncated_and_corrupted_frames_publish_nothing_bogus(
 ) -> None:
     corrupted = bytearray(STATUS)
     corrupted[8] ^= 0x40  # current byte flipped: checksum fails
+    corrupted_impedances = bytearray(IMPEDANCES)
+    corrupted_impedances[-3] ^= 0x01  # one cell's impedance changed: checksum fails
     noisy = bytes(range(256)) + b"$$\x57" + b"$$"
     bad_length = bytearray(CELLS)
     bad_length[3] = 0x3D
-    bms.plug().stream(
-        [noisy, CELLS[:6], STATUS, bytes(corrupted), SPACER, bytes(bad_length[:30]), CELLS, b"\xff" * 40], interval=0.02
-    )
+    stream = [noisy, CELLS[:6], STATUS, bytes(corrupted), SPACER, bytes(bad_length[:30]), CELLS, b"\xff" * 40]
+    stream += [IMPEDANCES[:9], bytes(corrupted_impedances), IMPEDANCES, b"$$" + IMPEDANCES[2:20]]
+    bms.plug().stream(stream, interval=0.02)
     daemon = start_daemon("--port", str(bms.path), *broker_flags(broker))
-    subscriber.wait(f"{P}/current")
-    subscriber.wait(f"{P}/batteryvolt")
-    time.sleep(2.0)
+    for name in EXPECTED_LEGACY:  # every topic is published (from the frames that are whole)...
+        subscriber.wait(f"{P}/{name}")
+    time.sleep(2.0)  # ... and in two more seconds of damaged frames, never with another value
     for name, value in EXPECTED_LEGACY.items():
         seen = {m.payload for m in subscriber.on(f"{P}/{name}")}
-        assert seen <= {value}, (name, seen)
+        assert seen == {value}, (name, seen)
     assert daemon.alive()
 
 
@@ -265,7 +265,7 @@ def test_wrong_password_is_a_clear_error_and_retries(tmp_path: Path, bms: FakeBm
             env={"CHARGERY_MQTT_PASSWORD": "S3cret-Not-This"},
         )  # fmt: skip
         daemon.wait_log("refused the connection")
-        assert "user name and password" in daemon.log()
+        daemon.wait_log("(check the user name and password)")
         wait_until(
             lambda: broker.log().count("not authorised") >= 2 or broker.log().count("bad user") >= 2, 15, "a retry"
         )
@@ -318,31 +318,6 @@ def test_tls_needs_the_right_ca_and_never_falls_back(tmp_path: Path, bms: FakeBm
         broker.stop()
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "setting"),
-    [
-        (["--mqtt-port", "70000"], {}, "mqtt_port"),
-        (["--cells", "25"], {}, "cells"),
-        (["--stale-after", "0"], {}, "stale_after"),
-        (["--topic-prefix", "a/#"], {}, "topic_prefix"),
-        (["--baud", "1234"], {}, "baud"),
-        ([], {"CHARGERY_MQTT_PORT": "many"}, "mqtt_port"),
-        ([], {"CHARGERY_PUBLISH_CELLS": "perhaps"}, "publish_cells"),
-        (["--mqtt-password-file", "/nonexistent/secret"], {}, "mqtt_password_file"),
-        (["--mqtt-ca-file", "/etc/hostname"], {}, "mqtt_ca_file"),
-        (["--log-file", "/nonexistent/dir/chargery.log"], {}, "log_file"),
-        (["--mqtt-tls", "--mqtt-ca-file", "/etc/hostname"], {}, "mqtt_ca_file"),  # not a certificate
-    ],
-)
-def test_bad_settings_exit_2_naming_the_setting(args: list[str], env: dict[str, str], setting: str) -> None:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("CHARGERY_")} | env
-    result = subprocess.run(chargery_cmd(*args), capture_output=True, timeout=30, env=environ, check=False)
-    err = result.stderr.decode()
-    assert result.returncode == 2, err
-    assert setting in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
-
-
 def test_status_frames_and_silence_never_crash_on_13_byte_frames(
     broker: Broker, bms: FakeBms, subscriber: Subscriber, start_daemon: StartDaemon
 ) -> None:
@@ -391,11 +366,12 @@ def test_a_network_bridge_url_works_and_reconnects(
     try:
         daemon = start_daemon("--port", f"socket://127.0.0.1:{port}", *broker_flags(broker))
         assert subscriber.wait(f"{P}/batteryvolt").payload == "53.294"
-        subscriber.clear()
         connections[0].close()  # the bridge drops the connection
         daemon.wait_log("went away")
+        wait_until(lambda: len(connections) >= 2, 20, "the daemon connecting to the bridge again")
+        subscriber.clear()  # from here on, values can only come through the new connection
         assert subscriber.wait(f"{P}/current", timeout=20).payload == "23.0"
-        assert len(connections) >= 2 and daemon.alive()
+        assert daemon.alive()
     finally:
         stop.set()
         thread.join(2)
@@ -422,6 +398,8 @@ def test_tls_with_a_client_certificate(tmp_path: Path, bms: FakeBms, start_daemo
         with_cert.wait_log("(TLS)")
         assert not [m for m in sub.messages if m.topic.startswith("anon/")]
         assert without.alive() and "connected to" not in without.log()
+        without.signal(signal.SIGTERM)  # while it waits to retry, its last TLS session closed by the broker
+        assert without.wait(10) == 0 and "Traceback" not in without.log(), without.log()
         sub.close()
         other.close()
     finally:

@@ -14,9 +14,9 @@ from helpers import RecordingSink
 from chargerybms.config import load
 from chargerybms.daemon import Daemon
 from chargerybms.discovery import Discovery
-from chargerybms.sink import Received
 from chargerybms.protocol import Framer
 from chargerybms.simulator import SimulatedBms
+from chargerybms.sink import Received
 from chargerybms.state import BatteryState
 from chargerybms.topics import Topics
 

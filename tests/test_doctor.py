@@ -12,7 +12,7 @@ from helpers import chargery_cmd
 from chargerybms.simulator import SimulatedBms
 
 
-def doctor(bms: FakeBms, seconds: str = "2.5", *extra: str) -> subprocess.CompletedProcess[str]:
+def doctor(bms: FakeBms, seconds: str = "1", *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         chargery_cmd("doctor", "--port", str(bms.path), "--seconds", seconds, *extra),
         capture_output=True,
@@ -28,7 +28,7 @@ def simulated(slots: int, firmware: str, cells: int | None = None) -> list[bytes
 
 def test_nothing_on_the_wire(bms: FakeBms) -> None:
     bms.plug()
-    result = doctor(bms, "1.5")
+    result = doctor(bms, "1")
     assert result.returncode == 1
     assert "No bytes at all" in result.stdout and "display unit" in result.stdout
 
@@ -46,7 +46,7 @@ def test_inverted_levels_give_bytes_but_no_frame_start(bms: FakeBms) -> None:
 
 def test_only_the_idle_text_means_asleep_not_miswired(bms: FakeBms) -> None:
     bms.plug().stream([b"h::3\r\n"], interval=0.05)
-    result = doctor(bms, "1.5")
+    result = doctor(bms, "1")
     assert result.returncode == 1
     assert "h::3" in result.stdout and "asleep" in result.stdout and "TTL" not in result.stdout
 

@@ -7,10 +7,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from harness import Broker, DaemonProcess, FakeBms, Subscriber, wait_until
 from helpers import load_vectors
 
 from chargerybms.protocol import encode_cells, encode_status
+
+pytestmark = pytest.mark.broker
 
 VEC = {v["id"]: bytes.fromhex(v["hex"]) for v in load_vectors("frames.json")}
 CELLS16, STATUS = VEC["A4"], VEC["A1"]
@@ -64,8 +67,8 @@ def test_discovery_is_retained_and_resent_on_birth_and_after_broker_restart(
     again = Subscriber(broker, [CONFIG, "chargerybms/status", "chargerybms/link"])
     try:
         wait_until(lambda: again.last(CONFIG), 30, "discovery after a broker restart")
-        wait_until(lambda: (m := again.last("chargerybms/link")) and m.payload == "online", 10, "link online")
-        assert again.last("chargerybms/status").payload == "online"  # type: ignore[union-attr]
+        again.wait("chargerybms/link", lambda p: p == "online", timeout=10)
+        again.wait("chargerybms/status", lambda p: p == "online", timeout=10)
     finally:
         again.close()
 
@@ -147,6 +150,7 @@ def test_energy_meters_survive_a_restart(
     first = start_daemon("--port", str(bms.path), *flags(broker, "--state-dir", state_dir))
     subscriber.wait("chargerybms/state", lambda p: json.loads(p)["energy_charged"] >= 0.005, timeout=30)
     first.stop()  # SIGTERM: the meters are saved
+    subscriber.wait("chargerybms/status", lambda p: p == "offline")  # all it published has arrived
     before = json.loads(subscriber.on("chargerybms/state")[-1].payload)["energy_charged"]
     saved = json.loads((tmp_path / "meters" / "energy-chargerybms.json").read_text())
     assert round(saved["energy_charged_wh"] / 1000, 3) >= before  # published in kWh to 3 decimals

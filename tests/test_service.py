@@ -222,7 +222,7 @@ def test_ready_status_and_watchdog_through_notify_socket(
         assert ready[0] <= notify_socket.with_text("WATCHDOG=1")[0]
     finally:
         daemon.stop()
-    assert notify_socket.with_text("STOPPING=1")
+    wait_until(lambda: notify_socket.with_text("STOPPING=1"), 5, "STOPPING=1")  # sent; now read as well
 
 
 class StuckSource:

@@ -1,18 +1,15 @@
 """--victron: the documents for the two Venus OS drivers, checked against each driver's
-own input rules (written down below from their source), against the vectors, and end to
-end (real broker, pty BMS, real subscriber)."""
+own input rules (written down below from their source) and against the vectors; end to end
+in test_victron_e2e.py."""
 
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from harness import Broker, DaemonProcess, FakeBms, Subscriber, wait_until
 from helpers import chargery_cmd, load_vectors
 
 from chargerybms.protocol import decode_frame, encode_status
@@ -211,53 +208,6 @@ def test_no_document_without_a_direction_for_the_current() -> None:
     state = state_of(VEC["A4"], old)
     assert serialbattery(state, "x", 100.0) is None and mqtt_battery(state, 100.0) is None
     assert serialbattery(state_of(VEC["A4"]), "x", 100.0) is None  # no status frame yet
-
-
-# --- end to end --------------------------------------------------------------------------
-
-StartDaemon = Callable[..., DaemonProcess]
-P = "chargerybms"
-
-
-@pytest.mark.parametrize("fmt", ["serialbattery", "mqtt-battery"])
-def test_about_once_a_second_while_online_none_when_stale_none_after_stop(
-    fmt: str, broker: Broker, bms: FakeBms, subscriber: Subscriber, start_daemon: StartDaemon
-) -> None:
-    bms.plug().stream([VEC["A1"], VEC["A4"]], interval=0.05)
-    daemon = start_daemon(
-        "--port", str(bms.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port),
-        "--victron", fmt, "--capacity-ah", "280", "--stale-after", "2", "--no-ha-discovery",
-    )  # fmt: skip
-    first = subscriber.wait(f"{P}/victron")
-    time.sleep(5)
-    during = [m for m in subscriber.on(f"{P}/victron") if m.arrived >= first.arrived]
-    assert 5 <= len(during) <= 7, len(during)  # about once a second
-    assert not any(m.retain for m in during)
-    document = json.loads(during[-1].payload)
-    if fmt == "serialbattery":
-        check_serialbattery(document)
-        assert document["voltage"] == 53.294
-    else:
-        assert check_mqtt_battery(document)["Dc/Voltage"] == 53.294
-
-    bms.pause()
-    subscriber.wait(f"{P}/link", lambda p: p == "offline", timeout=10)
-    stale_at = time.monotonic()
-    time.sleep(2.5)
-    assert not [m for m in subscriber.on(f"{P}/victron") if m.arrived > stale_at]
-
-    bms.resume()
-    wait_until(lambda: [m for m in subscriber.on(f"{P}/victron") if m.arrived > stale_at], 10, "documents again")
-    daemon.signal(signal.SIGTERM)
-    assert daemon.wait(10) == 0
-    stopped_at = time.monotonic()
-    time.sleep(1.5)
-    assert not [m for m in subscriber.on(f"{P}/victron") if m.arrived > stopped_at]
-    # Nothing retained that a driver could mistake for a live battery.
-    late = Subscriber(broker, [f"{P}/victron"])
-    time.sleep(0.5)
-    assert late.on(f"{P}/victron") == []
-    late.close()
 
 
 def test_serialbattery_without_a_capacity_is_exit_2_naming_the_setting() -> None:
