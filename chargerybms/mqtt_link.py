@@ -67,6 +67,7 @@ class MqttLink:
         self.where = f"{self._host}:{self._port}"
         self._alive_until = float("inf")  # the network thread promises to come round by then
         self._last_error: BaseException | str | None = None  # why the last connection ended, if known
+        self._refused = False  # the broker answered this connection with a refusal
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -167,6 +168,7 @@ class MqttLink:
             self._promise(CONNECT_TIMEOUT)
             connects_before = self.connects
             self._last_error = None
+            self._refused = False
             try:
                 client.connect(self._host, self._port, keepalive=KEEPALIVE)
             except ssl.SSLError as exc:
@@ -191,8 +193,8 @@ class MqttLink:
             else:
                 self._serve(client)
                 self.connected = False
-                if self.connects == connects_before and not self._stop.is_set():
-                    self._refused_during_login(delay)
+                if self.connects == connects_before and not self._refused and not self._stop.is_set():
+                    self._refused_during_login(delay)  # a refusal was said already, in its own words
                 if self._stop.is_set():
                     break
                 if self.connects > connects_before:
@@ -265,6 +267,7 @@ class MqttLink:
             self._limited.log(
                 logging.ERROR, "refused", "MQTT: %s refused the connection: %s%s", self.where, reason, hint
             )
+            self._refused = True
             return
         self._limited.reset_all()
         self.connects += 1

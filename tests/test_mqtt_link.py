@@ -161,11 +161,6 @@ def test_a_wrong_password_is_refused_with_the_reason_and_retried(
         broker.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="today a refusal is followed by a second ERROR line, 'the broker closed the connection before "
-    "accepting it', which is not what happened (the broker answered: refused)",
-)
 def test_a_refusal_is_one_line(tmp_path: Path, make_link: MakeLink, log: pytest.LogCaptureFixture) -> None:
     broker = Broker(tmp_path / "auth", users={"bms": "right"}).start()
     try:
