@@ -89,6 +89,12 @@ class Settings:
     demo_model: int = _opt(16, "simulated BMS model: 8, 16 or 24 cell slots", meta="SLOTS")
     demo_firmware: str = _opt("1.26", "simulated firmware frame layout: 1.22, 1.25 or 1.26", meta="VERSION")
     demo_speed: float = _opt(1.0, "simulated clock speed (2: twice as fast)", meta="FACTOR")
+    demo_fault: str = _opt(
+        "",
+        "plant a fault in the simulated pack: low-capacity:N, high-resistance:N, balance-lead:N "
+        "(the lead between cells N and N+1) or temperature (default: a healthy pack)",
+        meta="FAULT",
+    )
     dry_run: bool = _opt(False, "print each publication as 'topic payload' instead of connecting")
     debug: bool = _opt(False, "log every frame", short="-d")
     log_file: str = _opt("", "also log to this file", meta="FILE")
@@ -317,3 +323,16 @@ def validate(s: Settings) -> None:
         )
     if s.demo_speed <= 0:
         raise ConfigError(f"demo_speed: {s.demo_speed:g} must be more than 0")
+    if s.demo_fault:
+        _check_demo_fault(s)
+
+
+def _check_demo_fault(s: Settings) -> None:
+    if not s.demo:
+        raise ConfigError("demo_fault: set, but demo is off; add --demo")
+    from .simulator import parse_fault  # only when a fault is asked for: --demo starts fast
+
+    try:
+        parse_fault(s.demo_fault, s.cells or s.demo_model)
+    except ValueError as exc:
+        raise ConfigError(f"demo_fault: {exc}") from None

@@ -15,12 +15,18 @@ def open_source(settings: Settings) -> ByteSource:
     """The simulator with ``--demo``, else the configured port. Raises
     :class:`~chargerybms.serial_link.LinkLost`."""
     if settings.demo:
-        bms = SimulatedBms(settings.demo_model, firmware=settings.demo_firmware, cells=settings.cells or None)
+        bms = SimulatedBms(
+            settings.demo_model,
+            firmware=settings.demo_firmware,
+            cells=settings.cells or None,
+            fault=settings.demo_fault or None,
+        )
         return SimulatedPort(bms, speed=settings.demo_speed)
     return SerialPort(settings.port, settings.baud)
 
 
 def describe(settings: Settings) -> str:
     if settings.demo:
-        return f"simulated BMS{settings.demo_model}T (firmware {settings.demo_firmware} layout)"
+        fault = f", with {settings.demo_fault}" if settings.demo_fault else ""
+        return f"simulated BMS{settings.demo_model}T (firmware {settings.demo_firmware} layout{fault})"
     return settings.port

@@ -54,6 +54,14 @@ def test_demo_prints_unless_a_broker_is_named() -> None:
     assert load({"demo": True}, {}, {"CHARGERY_MQTT_PORT": "1884"}).dry_run is False
 
 
+def test_demo_fault_is_checked_against_the_simulated_pack() -> None:
+    assert load({"demo": True, "demo_fault": "low-capacity:7"}, {}, {}).demo_fault == "low-capacity:7"
+    assert load({"demo": True, "demo_fault": "temperature"}, {}, {}).demo_fault == "temperature"
+    assert load({"demo": True, "demo_model": 24, "demo_fault": "high-resistance:24"}, {}, {})
+    with pytest.raises(ConfigError, match="1-8 for 8 cells"):
+        load({"demo": True, "cells": 8, "demo_fault": "high-resistance:9"}, {}, {})
+
+
 def test_device_id_defaults_from_the_prefix() -> None:
     assert load({"topic_prefix": "bms/house"}, {}, {}).resolved_device_id == "bms_house"
     assert load({"topic_prefix": "bms/house", "device_id": "shed"}, {}, {}).resolved_device_id == "shed"
@@ -70,6 +78,11 @@ def test_device_id_defaults_from_the_prefix() -> None:
         ({"ha_prefix": "home/"}, "ha_prefix"),
         ({"heartbeat": 0.5}, "heartbeat"),
         ({"demo_model": 12}, "demo_model"),
+        ({"demo": True, "demo_fault": "low-capacity"}, "demo_fault"),  # which cell?
+        ({"demo": True, "demo_fault": "low-capacity:17"}, "demo_fault"),  # a BMS16T has 16
+        ({"demo": True, "demo_fault": "balance-lead:16"}, "demo_fault"),  # no cell 17 above it
+        ({"demo": True, "demo_fault": "melting:3"}, "demo_fault"),
+        ({"demo_fault": "low-capacity:3"}, "demo_fault"),  # without --demo
         ({"port": " "}, "port"),
     ],
 )
