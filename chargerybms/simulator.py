@@ -460,6 +460,10 @@ class SimulatedPort:
         self._start = time.monotonic()
         self._closed = False
 
+    @property
+    def bms(self) -> SimulatedBms:
+        return self._bms
+
     def read(self, size: int = 4096, timeout: float = 1.0) -> bytes:
         if self._closed:
             return b""

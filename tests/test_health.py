@@ -115,10 +115,14 @@ def test_state_fields_are_the_agreed_keys_and_json() -> None:
     assert set(HealthEngine().state_fields()) == STATE_KEYS  # before any frame, too
 
 
-def test_only_the_configured_cells_are_judged() -> None:
-    # A 16-slot BMS with 12 cells wired: the junk in the free slots is no "weak cell".
-    engine, events, _ = drive(SimulatedBms(16, cells=12, cycle=600, seed=5), 3, HealthEngine(12))
-    assert engine.cells == 12 and engine.verdict().cell is None and events == []
+@pytest.mark.parametrize("configured", [12, None])
+def test_only_the_wired_cells_are_judged(configured: int | None) -> None:
+    # A 16-slot BMS with 12 cells wired: the junk in the free slots is no "weak cell",
+    # whether --cells says so or not.
+    bms = SimulatedBms(16, cells=12, cycle=600, seed=5, fault="high-resistance:12")
+    engine, _, _ = drive(bms, 3, HealthEngine(configured))
+    assert engine.cells == 12 and engine.verdict().cell == 12
+    assert engine.impedance_count > 0  # the BMS's 12 impedances fit the 12 cells
 
 
 # --- cut-offs ------------------------------------------------------------------------------------
@@ -322,7 +326,9 @@ def test_evidence_of_another_cell_count_starts_afresh() -> None:
     engine, _, _ = drive(SimulatedBms(8, cycle=600, seed=2, fault="low-capacity:2"), 2)
     assert HealthEngine.from_json(engine.to_json(), cell_limit=6).cells == 0
     loaded = HealthEngine.from_json(engine.to_json())
-    feed(loaded, [(0.0, cells(*[3300] * 16))])  # the BMS now sends 16 cells
+    feed(loaded, [(0.0, cells(*[3300] * 16))])  # one odd frame changes nothing
+    assert loaded.cells == 8 and loaded.verdict().cell == 2
+    feed(loaded, [(float(t), cells(*[3300] * 16)) for t in range(health.COUNT_CHANGE)])  # the BMS now sends 16
     assert loaded.cells == 16 and loaded.tops_total == 0 and loaded.verdict().cell is None
 
 
@@ -401,3 +407,57 @@ def test_the_engine_is_pure() -> None:
     attributes = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     assert not names & {"open", "print", "time", "LOG", "logging"}
     assert not attributes & {"now", "utcnow", "time", "monotonic", "write", "read"}  # the clock is passed in
+
+
+# --- never a crash ------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_frames = st.one_of(
+    st.builds(
+        lambda mv, n: cells(*([mv] * n)),
+        st.integers(0, 4999),
+        st.integers(1, 24),
+    ),
+    st.builds(
+        lambda amps, mode, flags, t1: encode_status(
+            charge_end_mv=3650,
+            mode=mode,
+            deci_amps=amps,
+            t1_deci=t1,
+            t2_deci=0,
+            soc=50,
+            discharge_end_mv=2800 if flags is not None else None,
+            charge_protection=bool(flags and flags & 1),
+            discharge_protection=bool(flags and flags & 2),
+        ),
+        st.integers(0, 65535),
+        st.integers(0, 2),
+        st.one_of(st.none(), st.integers(0, 3)),
+        st.integers(-32768, 32767),
+    ),
+    st.builds(
+        lambda n, amps, z: encode_impedances(0, amps, [z] * n),
+        st.integers(1, 24),
+        st.integers(0, 65535),
+        st.integers(0, 65535),
+    ),
+    st.builds(
+        lambda amps: encode_status(charge_end_mv=3650, deci_amps=amps, t1_deci=0, t2_deci=0), st.integers(0, 65535)
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_frames, st.floats(-5, 30)), max_size=60), st.sampled_from([None, 4, 8]))
+def test_any_frames_in_any_order_never_crash_it(frames: list[tuple[bytes, float]], limit: int | None) -> None:
+    engine = HealthEngine(limit)
+    now = 0.0
+    for raw, step in frames:
+        now += step  # the clock may even step back
+        for event in engine.feed(decode_frame(raw), now, WALL + now):
+            json.dumps(event, allow_nan=False)
+    json.dumps(engine.state_fields(), allow_nan=False)
+    json.dumps(engine.report(WALL), allow_nan=False)
+    assert HealthEngine.from_json(json.loads(json.dumps(engine.to_json())), limit).to_json() == engine.to_json()

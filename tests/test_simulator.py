@@ -8,7 +8,15 @@ import statistics
 import pytest
 
 from chargerybms.protocol import CellsFrame, Frame, ImpedancesFrame, StatusFrame, decode_frame
-from chargerybms.simulator import CHARGE_END_MV, DISCHARGE_END_MV, Fault, SimulatedBms, ocv_mv, parse_fault
+from chargerybms.simulator import (
+    CHARGE_END_MV,
+    DISCHARGE_END_MV,
+    Fault,
+    SimulatedBms,
+    SimulatedPort,
+    ocv_mv,
+    parse_fault,
+)
 
 
 def run(bms: SimulatedBms, seconds: int) -> list[tuple[int, Frame]]:
@@ -140,3 +148,15 @@ def test_fault_text() -> None:
     assert parse_fault("", 16) is None
     assert parse_fault(" High-Resistance:3 ", 16) == Fault("high-resistance", 3)
     assert parse_fault("temperature", 16) == Fault("temperature")
+
+
+def test_demo_fault_reaches_the_simulated_port() -> None:
+    from chargerybms.config import load
+    from chargerybms.sources import describe, open_source
+
+    settings = load({"demo": True, "demo_model": 8, "demo_fault": "high-resistance:2"}, {}, {})
+    port = open_source(settings)
+    assert isinstance(port, SimulatedPort)
+    assert port.bms.fault == Fault("high-resistance", 2) and port.bms.slots == 8
+    assert describe(settings) == "simulated BMS8T (firmware 1.26 layout, with high-resistance:2)"
+    assert open_source(load({"demo": True}, {}, {})).bms.fault is None  # type: ignore[attr-defined]
