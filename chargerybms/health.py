@@ -437,8 +437,8 @@ class HealthEngine:
     def _stopped(self, direction: int, now: float) -> None:
         """A charge (1) or discharge (-1) just ended."""
         under = self._last_under[direction]
-        if under is None or self.cells == 0:
-            return
+        if under is None or self.cells == 0 or now - under.at > CUTOFF_READING_AGE:
+            return  # no reading of this session's end
         if self._pending_end is not None:
             self._end_session(self._pending_end[0], self._pending_end[2], None)
         self._pending_end = (direction, now, under)
@@ -459,23 +459,38 @@ class HealthEngine:
         deviations = [round((v - m) * 1000, 1) for v in volts]
         snapshot = {"dev": deviations, "rest": at_rest, "cut": cut}
         if direction == 1:
-            if self._top_open and self.tops:
-                self.tops[-1] = snapshot  # the same top, charged again before any discharge
-            else:
-                self.tops.append(snapshot)
-                self.tops_total += 1
-                self.highest_at_top[deviations.index(max(deviations))] += 1
-                self.lead_events = [e * LEAD_FADE for e in self.lead_events]
+            self._record(self.tops, self.highest_at_top, snapshot, replace=self._top_open, pick=max)
             self._top_open = True
         else:
-            if self._bottom_open and self.bottoms:
-                self.bottoms[-1] = snapshot
-            else:
-                self.bottoms.append(snapshot)
-                self.bottoms_total += 1
-                self.lowest_at_bottom[deviations.index(min(deviations))] += 1
+            self._record(self.bottoms, self.lowest_at_bottom, snapshot, replace=self._bottom_open, pick=min)
             self._bottom_open = True
         self._evidence_changed()
+
+    def _record(
+        self,
+        snapshots: deque[dict[str, Any]],
+        counts: list[int],
+        snapshot: dict[str, Any],
+        *,
+        replace: bool,
+        pick: Callable[[list[float]], float],
+    ) -> None:
+        """Add a top (bottom); or, charged (discharged) again before the current turned,
+        replace the last one: the same top."""
+        dev: list[float] = snapshot["dev"]
+        if replace and snapshots:
+            old: list[float] = snapshots[-1]["dev"]
+            i = old.index(pick(old))
+            counts[i] = max(0, counts[i] - 1)
+            snapshots[-1] = snapshot
+        else:
+            snapshots.append(snapshot)
+            if snapshots is self.tops:
+                self.tops_total += 1
+                self.lead_events = [e * LEAD_FADE for e in self.lead_events]
+            else:
+                self.bottoms_total += 1
+        counts[dev.index(pick(dev))] += 1
 
     def _without_ir(self, reading: _Reading) -> list[float]:
         """Each cell's voltage less its own I*R (from the sag estimate), when there is one."""

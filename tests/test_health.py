@@ -266,6 +266,24 @@ def test_a_temperature_cut_off_is_reported_as_unexplained_with_what_is_known() -
     assert engine.verdict().cell is None  # a hot sensor is no weak cell
 
 
+def test_charging_again_before_a_discharge_is_the_same_top() -> None:
+    engine = HealthEngine()
+    eight_high = cells(*[3400] * 7, 3450)
+    one_high = cells(3430, *[3400] * 7)
+    frames: list[tuple[float, bytes]] = []
+    t = 0.0
+    # A charge, a cloud, the charge again (now cell 1 is highest), a discharge, a charge.
+    for amps, reading in ((40.0, eight_high), (0.0, eight_high), (30.0, one_high), (0.0, one_high),
+                          (-20.0, one_high), (0.0, one_high), (40.0, eight_high), (0.0, eight_high)):  # fmt: skip
+        for _ in range(3):
+            frames += [(t, status(amps)), (t, reading)]
+            t += 1
+    feed(engine, frames)
+    assert engine.tops_total == 2 and len(engine.tops) == 2
+    assert engine.highest_at_top == [1, 0, 0, 0, 0, 0, 0, 1]  # the replaced top no longer counts for cell 8
+    assert engine.tops[0]["dev"][0] == 30.0 and engine.tops[-1]["rest"] is True and engine.tops[-1]["dev"][7] == 50.0
+
+
 # --- measurements ------------------------------------------------------------------------------
 
 
