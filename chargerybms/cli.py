@@ -1,4 +1,4 @@
-"""Command line: the daemon (default), ``decode``, ``record`` and ``doctor``."""
+"""Command line: the daemon (default), ``decode``, ``record``, ``doctor`` and ``health``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ EPILOG = """commands:
   decode [--hex] [FILE|-]   decode a capture offline to JSON Lines
   record FILE       save the raw serial stream for a bug report
   doctor            listen a few seconds and say what is on the wire
+  health [--json] [--hex] [--plot FILE] [CAPTURE]
+                    which cell is failing and why the BMS cut off: from the
+                    saved evidence, or by running the engine over a capture
 
 Every setting can also be given as an environment variable CHARGERY_<NAME>
 (e.g. CHARGERY_MQTT_HOST) or edited at the top of chargery.py; a flag wins
@@ -118,7 +121,43 @@ def cmd_doctor(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
     return missing if missing is not None else run_doctor(settings, args.seconds)
 
 
-COMMANDS = {"decode": cmd_decode, "record": cmd_record, "doctor": cmd_doctor}
+def cmd_health(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
+    import time
+
+    from .health_report import run_health
+
+    parser = argparse.ArgumentParser(
+        prog="chargery.py health",
+        description="The cell-health report: per cell, the deviation at the tops and bottoms of charge, how often "
+        "it was the highest / lowest, its sag and impedance ratios; the weakest cell and why; the last cut-offs "
+        "and their causes. From the evidence the daemon saved, or by running the same engine over a capture.",
+    )
+    parser.add_argument(
+        "capture", nargs="?", default=None, help="a capture (raw bytes as `record` writes them; - for stdin)"
+    )
+    parser.add_argument("--hex", action="store_true", help="the capture is hex text, not raw bytes")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "--plot", metavar="FILE", help="also draw the report as FILE.png or FILE.html (needs matplotlib)"
+    )
+    add_flags(parser, ("state_dir", "device_id", "topic_prefix", "cells"))
+    try:
+        args, settings = _settings(parser, argv, constants)
+    except ConfigError as exc:
+        return report(exc, "chargery.py health")
+    return run_health(
+        capture=args.capture,
+        as_hex=args.hex,
+        as_json=args.json,
+        plot=args.plot,
+        state_dir=settings.state_dir,
+        device_id=settings.resolved_device_id,
+        cell_limit=settings.cells,
+        wall=time.time(),
+    )
+
+
+COMMANDS = {"decode": cmd_decode, "record": cmd_record, "doctor": cmd_doctor, "health": cmd_health}
 
 
 def main(argv: Sequence[str] | None = None, constants: Mapping[str, Any] | None = None) -> int:

@@ -208,6 +208,13 @@ class Settings:
         meta="VERSION",
     )
     demo_speed: float = _opt(1.0, "simulated clock speed (2: twice as fast)", check=_more_than(0, ""), meta="FACTOR")
+    demo_fault: str | None = _opt(
+        None,
+        "plant a fault in the simulated pack: low-capacity:N, high-resistance:N, balance-lead:N "
+        "(the lead between cells N and N+1) or temperature (default: a healthy pack)",
+        kind=str,
+        meta="FAULT",
+    )
     dry_run: bool | None = _opt(
         None,
         "print each publication as 'topic payload' instead of connecting "
@@ -403,3 +410,16 @@ def validate(s: Settings) -> None:
             "capacity_ah: --victron serialbattery needs the battery's capacity in Ah "
             "(--capacity-ah, CHARGERY_CAPACITY_AH or CAPACITY_AH in chargery.py)"
         )
+    if s.demo_fault:
+        _check_demo_fault(s)
+
+
+def _check_demo_fault(s: Settings) -> None:
+    if not s.demo:
+        raise ConfigError("demo_fault: set, but demo is off; add --demo")
+    from .simulator import parse_fault  # only when a fault is asked for: --demo starts fast
+
+    try:
+        parse_fault(s.demo_fault or "", s.cells or s.demo_model)
+    except ValueError as exc:
+        raise ConfigError(f"demo_fault: {exc}") from None

@@ -9,16 +9,15 @@ reported, never silently reset.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from .logs import LOG, RateLimited
+from .persist import read_copies, write_atomic
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -73,49 +72,19 @@ class EnergyMeters:
         body = json.dumps(
             {"version": 1, "energy_charged_wh": self.charged_wh, "energy_discharged_wh": self.discharged_wh}
         )
-        path = self.path
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(body)
-                f.flush()
-                os.fsync(f.fileno())
-            if path.exists():
-                os.replace(path, _backup(path))
-            os.replace(tmp, path)
-            dir_fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_atomic(self.path, body)
         except OSError as exc:
-            self._limited.log(logging.ERROR, "save", "energy meters: cannot save %s: %s", path, exc.strerror or exc)
+            self._limited.log(
+                logging.ERROR, "save", "energy meters: cannot save %s: %s", self.path, exc.strerror or exc
+            )
             return
         self._dirty = False
         self._limited.reset("save")
 
     def _load(self, path: Path) -> None:
-        found: list[tuple[float, float]] = []
-        problems: list[str] = []
-        for candidate in (path, _backup(path)):
-            try:
-                text = candidate.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                problems.append(f"{candidate}: {exc.strerror or exc}")
-                continue
-            try:
-                data = json.loads(text)
-                values = (float(data["energy_charged_wh"]), float(data["energy_discharged_wh"]))
-                if not all(math.isfinite(v) and v >= 0 for v in values):
-                    raise ValueError("negative or not a number")
-            except (ValueError, KeyError, TypeError) as exc:
-                problems.append(f"{candidate} is corrupt ({exc})")
-                _keep_aside(candidate)
-                continue
-            found.append(values)
+        copies, problems = read_copies(path, _parse)
+        found = [values for _, values in copies]
         if found:
             # Both files valid: the larger of each, so a meter never goes down.
             self.charged_wh = max(v[0] for v in found)
@@ -129,14 +98,12 @@ class EnergyMeters:
             LOG.info("energy meters: charged %.3f kWh, discharged %.3f kWh", self.charged_kwh, self.discharged_kwh)
 
 
-def _backup(path: Path) -> Path:
-    return path.with_name(path.name + ".bak")
-
-
-def _keep_aside(path: Path) -> None:
-    """Move a corrupt file out of the way but keep it for the user to inspect."""
-    with contextlib.suppress(OSError):
-        os.replace(path, path.with_name(f"{path.name}.corrupt-{int(time.time())}"))
+def _parse(text: str) -> tuple[float, float]:
+    data = json.loads(text)
+    values = (float(data["energy_charged_wh"]), float(data["energy_discharged_wh"]))
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError("negative or not a number")
+    return values
 
 
 def default_state_dir(configured: str | None) -> Path:

@@ -15,7 +15,12 @@ def open_source(settings: Settings) -> ByteSource:
     """The simulator with ``--demo``, else the configured port. Raises
     :class:`~chargerybms.serial_link.PortError`."""
     if settings.demo:
-        bms = SimulatedBms(settings.demo_model, firmware=settings.demo_firmware, cells=settings.cells)
+        bms = SimulatedBms(
+            settings.demo_model,
+            firmware=settings.demo_firmware,
+            cells=settings.cells,
+            fault=settings.demo_fault,
+        )
         return SimulatedPort(bms, speed=settings.demo_speed)
     return SerialPort(settings.port, settings.baud)
 
@@ -23,5 +28,6 @@ def open_source(settings: Settings) -> ByteSource:
 def label(settings: Settings) -> str:
     """What the bytes come from, in a few words for the log: the port, or the simulator."""
     if settings.demo:
-        return f"simulated BMS{settings.demo_model}T (firmware {settings.demo_firmware} layout)"
+        fault = f", with {settings.demo_fault}" if settings.demo_fault else ""
+        return f"simulated BMS{settings.demo_model}T (firmware {settings.demo_firmware} layout{fault})"
     return settings.port

@@ -27,3 +27,13 @@ def test_daemon_benchmark_runs() -> None:
     out = run("bench/daemon_bench.py", "--quick")
     for figure in ("cpu per frame:", "lost 0", "rss:", "latency", "idle", "start-up", "import time"):
         assert figure in out, figure
+
+
+def test_health_study_runs() -> None:
+    out = run("bench/health_bench.py", "--quick")
+    for figure in ("named after cycle 1..5:", "warned after cycle", "false warnings:", "cut-offs, firmware 1.26:",
+                   "one sag step's ratio error", "one BMS impedance measurement's ratio error",
+                   "engine cost, 16 cells:"):  # fmt: skip
+        assert figure in out, figure
+    for fault in ("low-capacity", "high-resistance", "balance-lead", "temperature"):
+        assert fault in out, fault

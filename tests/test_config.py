@@ -79,6 +79,14 @@ def test_each_check_stands_next_to_its_field() -> None:
     assert {"port", "baud", "mqtt_port", "topic_prefix", "cells", "stale_after", "victron", "log_file"} <= checked
 
 
+def test_demo_fault_is_checked_against_the_simulated_pack() -> None:
+    assert load({"demo": True, "demo_fault": "low-capacity:7"}, {}, {}).demo_fault == "low-capacity:7"
+    assert load({"demo": True, "demo_fault": "temperature"}, {}, {}).demo_fault == "temperature"
+    assert load({"demo": True, "demo_model": 24, "demo_fault": "high-resistance:24"}, {}, {})
+    with pytest.raises(ConfigError, match="1-8 for 8 cells"):
+        load({"demo": True, "cells": 8, "demo_fault": "high-resistance:9"}, {}, {})
+
+
 def test_device_id_defaults_from_the_prefix() -> None:
     assert load({"topic_prefix": "bms/house"}, {}, {}).resolved_device_id == "bms_house"
     assert load({"topic_prefix": "bms/house", "device_id": "shed"}, {}, {}).resolved_device_id == "shed"
@@ -95,6 +103,11 @@ def test_device_id_defaults_from_the_prefix() -> None:
         ({"ha_prefix": "home/"}, "ha_prefix"),
         ({"heartbeat": 0.5}, "heartbeat"),
         ({"demo_model": 12}, "demo_model"),
+        ({"demo": True, "demo_fault": "low-capacity"}, "demo_fault"),  # which cell?
+        ({"demo": True, "demo_fault": "low-capacity:17"}, "demo_fault"),  # a BMS16T has 16
+        ({"demo": True, "demo_fault": "balance-lead:16"}, "demo_fault"),  # no cell 17 above it
+        ({"demo": True, "demo_fault": "melting:3"}, "demo_fault"),
+        ({"demo_fault": "low-capacity:3"}, "demo_fault"),  # without --demo
         ({"port": " "}, "port"),
     ],
 )

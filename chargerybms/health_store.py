@@ -1,0 +1,74 @@
+"""The cell-health evidence on disk: ``health-<device id>.json`` in the state directory,
+beside the energy meters, written atomically with a backup (:mod:`chargerybms.persist`).
+
+A corrupt file is said in the log and survived: the backup is used, or the evidence starts
+afresh; the corrupt copy is kept aside for the user. The daemon saves when the evidence
+has changed, on its schedule (like the energy meters) and at stop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from .health import HealthEngine
+from .logs import LOG, RateLimited
+from .persist import read_copies, write_atomic
+
+
+def health_path(state_dir: Path, device_id: str) -> Path:
+    return state_dir / f"health-{device_id}.json"
+
+
+def parse(text: str, cell_limit: int | None = None) -> HealthEngine:
+    """An engine with the evidence in ``text``. Raises ValueError when it is not that."""
+    return HealthEngine.from_json(json.loads(text), cell_limit)
+
+
+def read(
+    path: Path, cell_limit: int | None = None, *, move_corrupt: bool = True
+) -> tuple[HealthEngine | None, list[str]]:
+    """The saved engine (from the file, else its backup) or None, and the problems met."""
+    copies, problems = read_copies(path, lambda text: parse(text, cell_limit), move_corrupt=move_corrupt)
+    return (copies[0][1] if copies else None), problems
+
+
+class HealthStore:
+    """Loads and saves one daemon's evidence. ``path`` None: nothing is kept (``--demo``)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._limited = RateLimited()
+
+    def load(self, cell_limit: int | None = None) -> HealthEngine:
+        if self.path is None:
+            return HealthEngine(cell_limit)
+        engine, problems = read(self.path, cell_limit)
+        for problem in problems:
+            if engine is not None:
+                LOG.error("cell health: %s; continuing from the backup", problem)
+            else:
+                LOG.error("cell health: %s; no usable copy left, the evidence starts afresh", problem)
+        if engine is None:
+            return HealthEngine(cell_limit)
+        LOG.info(
+            "cell health: evidence of %d cells loaded (%d tops, %d bottoms, %d current steps)",
+            engine.cells,
+            engine.tops_total,
+            engine.bottoms_total,
+            engine.sag_steps,
+        )
+        return engine
+
+    def save(self, engine: HealthEngine) -> None:
+        """Write the evidence if it changed since the last save."""
+        if self.path is None or not engine.changed:
+            return
+        try:
+            write_atomic(self.path, json.dumps(engine.to_json(), separators=(",", ":")))
+        except OSError as exc:
+            self._limited.log(logging.ERROR, "save", "cell health: cannot save %s: %s", self.path, exc.strerror or exc)
+            return
+        engine.mark_saved()
+        self._limited.reset("save")
