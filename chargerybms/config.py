@@ -159,6 +159,9 @@ class Settings:
         check=lambda s: None if s >= 1 else f"{s:g} must be at least 1 second",
         meta="SECONDS",
     )
+    cell_health: bool = _opt(
+        True, "watch the cells: the weakest cell, why the BMS cut off (state, events, Home Assistant)"
+    )
     # Victron GX
     victron: str | None = _opt(
         None,

@@ -22,11 +22,10 @@ from typing import Any
 
 from . import __version__
 from .config import ConfigError, Settings, printing, report
-from .energy import EnergyMeters, meter_path
 from .logs import LOG, RateLimited, setup
 from .notify import Notifier
-from .outputs import Message, Output, build_outputs
-from .protocol import Framer, StatusFrame
+from .outputs import Event, Message, Output, build_outputs, build_views
+from .protocol import Framer
 from .quality import LinkQuality
 from .schedule import Schedule
 from .serial_link import PortReader
@@ -56,7 +55,8 @@ class Daemon:
         self.framer = Framer()
         self.quality = LinkQuality()
         self._limited = RateLimited(clock=clock)
-        self.energy = EnergyMeters(meter_path(settings))
+        self.views = build_views(settings)
+        self.new_events: list[Event] = []  # what the views raised on the frame being handled
         self.outputs = build_outputs(settings, self.topics)
         periods = {o.name: o.timing.every for o in self.outputs if o.timing.every}
         self.schedule = Schedule(
@@ -83,10 +83,12 @@ class Daemon:
         return self.schedule.link_online
 
     def document_extra(self) -> dict[str, Any]:
-        """The daemon's own part of the `state` document: meters, link quality, liveness."""
-        return {
-            "energy_charged": self.energy.charged_kwh,
-            "energy_discharged": self.energy.discharged_kwh,
+        """The views' and the daemon's own part of the `state` document (energy meters, cell
+        health; link quality, liveness)."""
+        extra: dict[str, Any] = {}
+        for view in self.views:
+            extra.update(view.fields())
+        return extra | {
             "frames_per_second": self.quality.frames_per_second,
             "checksum_failures": self.framer.corrupted,
             "last_frame": self.state.last_seen,
@@ -137,8 +139,7 @@ class Daemon:
             if debug:
                 LOG.debug("frame at %d: %r", offset, frame)
             self.state.update(frame, wall)
-            if type(frame) is StatusFrame:
-                self.energy.add(*self.state.directed_power(), now)
+            self.new_events = [event for view in self.views for event in view.feed(frame, self.state, now, wall)]
             for build in self._per_frame:
                 messages += build(frame, self)
         if self.schedule.frame(now):
@@ -154,7 +155,8 @@ class Daemon:
         self._handle_events(now)
         due = self.schedule.poll(now)
         if due.link_offline:
-            self.energy.pause()
+            for view in self.views:
+                view.pause()
             silence = "for %.0f s" if self.state.has_data else "since the start (%.0f s)"
             LOG.warning(
                 f"serial: no valid frame {silence}: link offline (is the BMS display unit on?)",
@@ -165,8 +167,9 @@ class Daemon:
             self.emit([o for o in self.outputs if o.timing.burst], now)
         if due.periodic:
             self.emit([o for o in self.outputs if o.name in due.periodic], now)
-        if due.save_energy:
-            self.energy.save()
+        if due.save:
+            for view in self.views:
+                view.save()
         if due.tick:
             self._tick(now)
 
@@ -225,10 +228,11 @@ class Daemon:
         return 0
 
     def shutdown(self) -> None:
-        """A clean stop: the meters saved, then `link` and `status` offline (retained),
+        """A clean stop: what the views keep saved, then `link` and `status` offline (retained),
         so nothing retained describes a running daemon any more."""
         self.notifier.stopping()
-        self.energy.save()
+        for view in self.views:
+            view.save()
         self.sink.stop([(self.topics.link, OFFLINE), (self.topics.status, OFFLINE)])
         LOG.info("stopped")
 

@@ -14,13 +14,19 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .logs import LOG, RateLimited
 from .persist import read_copies, write_atomic
+from .protocol import StatusFrame
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .outputs import Event
+    from .protocol import Frame
+    from .state import BatteryState
+
+FIELDS: Final = ("energy_charged", "energy_discharged")  # its keys in the state document
 
 MAX_GAP: Final = 30.0  # seconds: a longer silence is not integrated as if power had held
 
@@ -57,6 +63,16 @@ class EnergyMeters:
                 self.discharged_wh += max(0.0, last[2]) * dt / 3600
                 self._dirty = True
         self._last = (now, charge_w, discharge_w)
+
+    # --- as a view (outputs.View) -----------------------------------------------------------
+
+    def feed(self, frame: Frame, state: BatteryState, now: float, wall: float) -> list[Event]:
+        if type(frame) is StatusFrame:  # the current, so a power reading
+            self.add(*state.directed_power(), now)
+        return []
+
+    def fields(self) -> dict[str, Any]:
+        return dict(zip(FIELDS, (self.charged_kwh, self.discharged_kwh), strict=True))
 
     def pause(self) -> None:
         """No data for a while (link stale): do not integrate across the gap."""
@@ -121,3 +137,8 @@ def meter_path(settings: Settings) -> Path | None:
     if settings.demo and settings.state_dir is None:
         return None
     return default_state_dir(settings.state_dir) / f"energy-{settings.resolved_device_id}.json"
+
+
+def energy_view(settings: Settings) -> EnergyMeters:
+    """The meters, always on (Home Assistant's Energy dashboard reads them)."""
+    return EnergyMeters(meter_path(settings))

@@ -135,6 +135,18 @@ COUNT_CHANGE: Final = 10
 
 Event = dict[str, Any]
 
+#: Its keys in the ``state`` document (:meth:`HealthEngine.state_fields`).
+FIELDS: Final = (
+    "weakest_cell",
+    "health_warning",
+    "health_evidence",
+    "last_cutoff",
+    "last_cutoff_time",
+    "top_spread",
+    "cell_sag_ratios",
+    "cell_impedance_ratios",
+)
+
 
 def iso(wall: float) -> str:
     return datetime.fromtimestamp(wall, UTC).isoformat(timespec="seconds")
@@ -770,16 +782,17 @@ class HealthEngine:
         v = self.verdict()
         last = self.cutoffs[-1] if self.cutoffs else None
         top = self.tops[-1]["dev"] if self.tops else None
-        return {
-            "weakest_cell": v.cell,
-            "health_warning": v.warning,
-            "health_evidence": "; ".join(v.evidence),
-            "last_cutoff": last["message"] if last else None,
-            "last_cutoff_time": last["time"] if last else None,
-            "top_spread": round((max(top) - min(top)) / 1000, 3) if top else None,
-            "cell_sag_ratios": _rounded(self.sag_ratio),
-            "cell_impedance_ratios": _rounded(self.impedance_ratio),
-        }
+        values = (
+            v.cell,
+            v.warning,
+            "; ".join(v.evidence),
+            last["message"] if last else None,
+            last["time"] if last else None,
+            round((max(top) - min(top)) / 1000, 3) if top else None,
+            _rounded(self.sag_ratio),
+            _rounded(self.impedance_ratio),
+        )
+        return dict(zip(FIELDS, values, strict=True))
 
     def report(self, wall: float | None = None) -> dict[str, Any]:
         """Everything the ``health`` command shows, JSON-ready. ``wall`` (now) gives the

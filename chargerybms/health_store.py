@@ -11,10 +11,17 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .health import HealthEngine
 from .logs import LOG, RateLimited
 from .persist import read_copies, write_atomic
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .outputs import Event
+    from .protocol import Frame
+    from .state import BatteryState
 
 
 def health_path(state_dir: Path, device_id: str) -> Path:
@@ -72,3 +79,38 @@ class HealthStore:
             return
         engine.mark_saved()
         self._limited.reset("save")
+
+
+class HealthView:
+    """The cell-health engine as one of the daemon's views (:class:`~chargerybms.outputs.View`):
+    fed every frame, its verdict in ``state``, cut-offs and new warnings as events, its
+    evidence kept in the state directory."""
+
+    def __init__(self, store: HealthStore, cell_limit: int | None) -> None:
+        self.store = store
+        self.engine = store.load(cell_limit)
+
+    def feed(self, frame: Frame, state: BatteryState, now: float, wall: float) -> list[Event]:
+        events = self.engine.feed(frame, now, wall)
+        for event in events:
+            LOG.warning("cell health: %s", event["message"])
+        return events
+
+    def fields(self) -> dict[str, Any]:
+        return self.engine.state_fields()
+
+    def pause(self) -> None:
+        pass  # the engine judges by the frames' own values, not by time between them
+
+    def save(self) -> None:
+        self.store.save(self.engine)
+
+
+def health_view(settings: Settings) -> HealthView | None:
+    if not settings.cell_health:
+        return None
+    from .energy import default_state_dir
+
+    simulated = settings.demo and settings.state_dir is None  # simulated evidence is not kept
+    path = None if simulated else health_path(default_state_dir(settings.state_dir), settings.resolved_device_id)
+    return HealthView(HealthStore(path), settings.cells)

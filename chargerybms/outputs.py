@@ -21,6 +21,25 @@ if TYPE_CHECKING:
     from .topics import Topics
 
 
+Event = dict[str, Any]  # one document on <prefix>/event: type, message, time, cell, ...
+
+
+class View(Protocol):
+    """A view derived from the frames as they come (the energy meters, the cell health): fed
+    every frame, its keys in the ``state`` document, the events it raises, what it keeps."""
+
+    def feed(self, frame: Frame, state: BatteryState, now: float, wall: float) -> list[Event]: ...
+
+    def fields(self) -> dict[str, Any]:
+        """Its part of the ``state`` document."""
+
+    def pause(self) -> None:
+        """The link went offline: nothing is to be integrated across the gap."""
+
+    def save(self) -> None:
+        """Keep what must survive a restart (on the schedule, and at stop)."""
+
+
 class World(Protocol):
     """What a builder may read: the battery, whether the link is live, and the daemon's own
     values (energy meters, link quality, derived views) that go into the ``state`` document."""
@@ -33,6 +52,10 @@ class World(Protocol):
         """True while frames arrive, False once stale, None before anything was said."""
 
     def document_extra(self) -> dict[str, Any]: ...
+
+    @property
+    def new_events(self) -> list[Event]:
+        """What the views raised on the frame being handled (for per-frame builders)."""
 
 
 Message = tuple[str, str]  # (topic, payload)
@@ -82,9 +105,18 @@ def registry() -> Sequence[Factory]:
         topics.legacy_output,  # the original script's thirteen topics (and --publish-cells)
         topics.link_output,  # `link`: online/offline, retained
         state.state_output,  # `state`: the JSON document
+        topics.event_output,  # `event`: cut-offs and health warnings, as they happen
         discovery.output,  # Home Assistant MQTT discovery
         victron.output,  # --victron: a Venus OS driver's document
     )
+
+
+def build_views(settings: Settings) -> list[View]:
+    """The views these settings switch on, in the order their keys appear in ``state``."""
+    from .energy import energy_view
+    from .health_store import health_view
+
+    return [v for v in (energy_view(settings), health_view(settings)) if v is not None]
 
 
 def build_outputs(settings: Settings, topics: Topics) -> list[Output]:

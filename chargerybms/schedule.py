@@ -1,5 +1,5 @@
 """The daemon's timing, in one place: when the BMS link is online or offline, when the
-outputs that go once per burst or every N seconds are due, when the energy meters' save
+outputs that go once per burst or every N seconds are due, when the views' save
 and the once-a-second bookkeeping are due, and how long the reader may sleep until then.
 
 Pure: no clock of its own, no I/O. The daemon passes the monotonic time into every call,
@@ -19,13 +19,12 @@ Rules (each written once, here):
   While the link is online it is also due when the last one is ``heartbeat`` old.
 - A periodic output is due every ``period`` seconds while the link is online, never
   otherwise, and never catches up after a pause.
-- The energy meters are saved every ``ENERGY_SAVE_EVERY`` seconds: at most that much
-  energy is lost in a power cut.
+- What the views keep (energy meters, cell-health evidence) is saved every ``SAVE_EVERY``
+  seconds: at most that much energy (or evidence) is lost in a power cut.
 - The bookkeeping (watchdog, link quality, status line) runs at the first wake-up at least
   ``TICK_EVERY`` after the last, but never wakes the reader by itself: the reader wakes at
   least every ``MAX_SLEEP`` anyway. At the BMS's cadence it rides on the wake-ups that
-  frames cause, so an idle second costs no extra wake-up (that was a third of the CPU at
-  the real cadence).
+  frames cause, so it costs no wake-up of its own.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 from typing import Final
 
 BURST_DELAY: Final = 0.1  # seconds from a frame to the burst output (`state`) that holds it
-ENERGY_SAVE_EVERY: Final = 60.0  # seconds between saves of the energy meters
+SAVE_EVERY: Final = 60.0  # seconds between saves of what the views keep (energy meters, evidence)
 TICK_EVERY: Final = 1.0  # seconds between rounds of slow bookkeeping (watchdog, quality, status)
 MAX_SLEEP: Final = 1.0  # the reader wakes at least this often (to notice a stop request)
 
@@ -47,7 +46,7 @@ class Due:
     link_offline: bool = False  # the link has just gone (or is first found) offline
     burst: bool = False  # the burst outputs
     periodic: tuple[str, ...] = ()  # the periodic outputs due, by name
-    save_energy: bool = False  # save the energy meters
+    save: bool = False  # save what the views keep
     tick: bool = False  # the once-a-second bookkeeping
 
 
@@ -75,7 +74,7 @@ class Schedule:
         self._burst_due: float | None = None  # a burst output is waiting until then
         self._last_burst = start
         self._next_periodic = dict.fromkeys(self.periods, start)
-        self._next_save = start + ENERGY_SAVE_EVERY
+        self._next_save = start + SAVE_EVERY
         self._next_tick = start
 
     # --- events -------------------------------------------------------------------------
@@ -124,7 +123,7 @@ class Schedule:
                 self._next_periodic[name] = max(self._next_periodic[name] + period, now + period / 2)
         save = now >= self._next_save
         if save:
-            self._next_save = now + ENERGY_SAVE_EVERY
+            self._next_save = now + SAVE_EVERY
         tick = now >= self._next_tick
         if tick:
             self._next_tick = now + TICK_EVERY

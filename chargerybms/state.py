@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from .energy import FIELDS as ENERGY_FIELDS
+from .health import FIELDS as HEALTH_FIELDS
 from .outputs import Output, Timing, World
 from .protocol import CellsFrame, Frame, ImpedancesFrame, StatusFrame
 
@@ -220,20 +222,13 @@ def _impedances_part(
 
 _encode = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 
-#: The daemon's own values in the document (energy meters, link quality, liveness):
-#: given to :meth:`BatteryState.document` as ``extra``.
-DAEMON_KEYS: Final = (
-    "energy_charged",
-    "energy_discharged",
-    "frames_per_second",
-    "checksum_failures",
-    "last_frame",
-    "link",
-)
+#: The daemon's own values in the document (link quality, liveness), after its views'
+#: (:func:`chargerybms.outputs.build_views`): given to :meth:`BatteryState.document` as ``extra``.
+DAEMON_KEYS: Final = ("frames_per_second", "checksum_failures", "last_frame", "link")
 
-#: Every key of the ``state`` document, defined once: discovery's entities, the Victron
-#: builders' tests, the Node-RED flow's test and the README's table are checked against it.
-STATE_KEYS: Final = tuple(BatteryState().document(dict.fromkeys(DAEMON_KEYS)))
+#: Every key of the ``state`` document, defined once: discovery's entities, the Node-RED
+#: flows and the README's table are checked against it.
+STATE_KEYS: Final = tuple(BatteryState().document(dict.fromkeys((*ENERGY_FIELDS, *HEALTH_FIELDS, *DAEMON_KEYS))))
 
 
 def state_output(settings: Settings, topics: Topics) -> Output:

@@ -7,6 +7,7 @@ values come from integer counts divided once, so ``repr`` prints them exactly.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
@@ -35,6 +36,7 @@ LEGACY_TOPICS: Final = (
 STATUS: Final = "status"  # online/offline, retained, the Last Will
 LINK: Final = "link"  # online while frames arrive, retained
 STATE: Final = "state"  # the JSON document
+EVENT: Final = "event"  # one JSON document per cut-off or new health warning, not retained
 ONLINE: Final = "online"
 OFFLINE: Final = "offline"
 # The original script's `modename`: the mode names of protocol.MODE_NAMES, capitalised.
@@ -136,3 +138,14 @@ def _link(world: World) -> str | None:
 def link_output(settings: Settings, topics: Topics) -> Output:
     """``link``: retained, said only when true (see :mod:`chargerybms.schedule`)."""
     return Output("link", topics.link, Timing(link_change=True, announce=True, live=False), _link, retain=True, qos=1)
+
+
+def event_output(settings: Settings, topics: Topics) -> Output:
+    """``event``: each cut-off and new health warning once, as it happens (not retained: an
+    event is news, not a state)."""
+    topic = f"{topics.prefix}/{EVENT}"
+
+    def build_frame(frame: Frame, world: World) -> list[Message]:
+        return [(topic, json.dumps(event, separators=(",", ":"))) for event in world.new_events]
+
+    return Output("event", topic, Timing(per_frame=True), build_frame=build_frame)

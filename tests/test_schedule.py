@@ -12,7 +12,7 @@ from helpers import RecordingSink
 from chargerybms.config import load
 from chargerybms.daemon import Daemon
 from chargerybms.protocol import encode_cells, encode_impedances, encode_status
-from chargerybms.schedule import BURST_DELAY, ENERGY_SAVE_EVERY, MAX_SLEEP, TICK_EVERY, Schedule
+from chargerybms.schedule import BURST_DELAY, MAX_SLEEP, SAVE_EVERY, TICK_EVERY, Schedule
 from chargerybms.sink import Connected
 from chargerybms.victron import EVERY as VICTRON_EVERY
 
@@ -130,8 +130,8 @@ def test_the_bookkeeping_tick_never_wakes_the_reader_by_itself() -> None:
 
 def test_energy_is_saved_every_minute() -> None:
     s = schedule()
-    saves = [t for t in range(0, 601) if s.poll(float(t)).save_energy]
-    assert saves == [int(ENERGY_SAVE_EVERY) * k for k in range(1, 11)]
+    saves = [t for t in range(0, 601) if s.poll(float(t)).save]
+    assert saves == [int(SAVE_EVERY) * k for k in range(1, 11)]
 
 
 # --- the daemon's reaction, with a fake clock and a recording sink ----------------------

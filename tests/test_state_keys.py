@@ -66,3 +66,17 @@ def test_the_cached_document_always_equals_a_fresh_one() -> None:
             assert json.loads(state.document_json(extra)) == state.document(extra)
             checked += 1
     assert checked > 40 and state.impedances is not None
+
+
+def test_the_cell_health_keys_come_and_go_with_the_setting() -> None:
+    def keys(*flags: str) -> set[str]:
+        values = {"port": "/dev/null", "dry_run": True, **dict.fromkeys(flags, False)}
+        daemon = Daemon(load(values, environ={}), sink=RecordingSink())
+        for chunk in SimulatedBms(8, cycle=16).seconds(4):
+            daemon.handle_bytes(chunk)
+        daemon.housekeeping(time.monotonic() + 1)
+        return set(json.loads(daemon.sink.on("chargerybms/state")[-1]))  # type: ignore[attr-defined]
+
+    health = {"weakest_cell", "health_warning", "last_cutoff", "cell_sag_ratios", "cell_impedance_ratios"}
+    assert health <= keys()
+    assert not health & keys("cell_health")
