@@ -329,6 +329,11 @@ def main() -> None:
                 f"real cadence: {cadence['frames']:.0f} frames, a burst a second: {cadence['cpu_ms_per_frame']:.3f} ms per frame "
                 f"({cadence['cpu_ms_per_frame'] * cadence['frames'] / (10 if args.quick else 40) / 10:.4f} % of a core; target < 0.1 %)"
             )
+            n = line_rate(work, broker, line_seconds, "--no-cell-health")
+            print(
+                f"  without the cell-health engine (--no-cell-health): {n['cpu_ms_per_frame']:.3f} ms per frame, "
+                f"rss {n['rss_end']:.1f} MB (with it: {r['cpu_ms_per_frame']:.3f} ms, {r['rss_end']:.1f} MB)"
+            )
             c = line_rate(work, broker, line_seconds, "--publish-cells")
             print(
                 f"  with --publish-cells (16 more topics per cell frame): {c['cpu_ms_per_frame']:.3f} ms per frame, lost {c['lost']:.0f}"

@@ -25,7 +25,17 @@ def test_decode_benchmark_runs() -> None:
 def test_daemon_benchmark_runs() -> None:
     require_tool("mosquitto")
     out = run("bench/daemon_bench.py", "--quick")
-    for figure in ("cpu per frame:", "lost 0", "rss:", "latency", "idle", "start-up", "import time"):
+    for figure in (
+        "cpu per frame:",
+        "lost 0",
+        "rss:",
+        "real cadence:",
+        "--no-cell-health",
+        "latency",
+        "idle",
+        "start-up",
+        "import time",
+    ):
         assert figure in out, figure
 
 
