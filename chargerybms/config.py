@@ -83,6 +83,12 @@ class Settings:
     ha_status_topic: str = _opt("homeassistant/status", "Home Assistant birth/will topic")
     device_id: str = _opt("", "stable id of this BMS for Home Assistant (default: from the topic prefix)")
     device_name: str = _opt("Chargery BMS", "device name shown in Home Assistant")
+    ha_max_age: float = _opt(
+        300.0,
+        "Home Assistant gets a value once it moves by more than its deadband, or once it is this old "
+        "(bounds the rows its recorder writes; 0: every value as it comes)",
+        meta="SECONDS",
+    )
     state_dir: str = _opt("", "where the energy meters are kept (default: $STATE_DIRECTORY or ~/.local/state/chargery)")
     # Running
     demo: bool = _opt(False, "a built-in simulated BMS instead of a serial port")
@@ -291,6 +297,8 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"cells: {s.cells} is not a cell count (1-24, or 0 for every slot)")
     if s.stale_after <= 0:
         raise ConfigError(f"stale_after: {s.stale_after:g} must be more than 0 seconds")
+    if s.ha_max_age < 0:
+        raise ConfigError(f"ha_max_age: {s.ha_max_age:g} is negative (seconds; 0 sends every value as it comes)")
     if s.heartbeat < 1:
         raise ConfigError(f"heartbeat: {s.heartbeat:g} must be at least 1 second")
     if s.device_id and not re.fullmatch(r"[A-Za-z0-9_-]+", s.device_id):

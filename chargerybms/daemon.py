@@ -24,8 +24,9 @@ from types import FrameType
 
 from . import __version__
 from .config import EXIT_CONFIG, ConfigError, Settings
-from .discovery import Discovery
+from .discovery import DEADBANDS, Discovery
 from .energy import EnergyMeters, default_state_dir
+from .ha_view import HA_STATE, HaView
 from .logs import LOG, RateLimited, setup
 from .notify import Notifier
 from .protocol import Framer, StatusFrame
@@ -66,6 +67,7 @@ class Daemon:
         self.framer = Framer()
         self._limited = RateLimited()
         self.discovery = Discovery(settings, self.topics) if settings.ha_discovery else None
+        self.ha_view = HaView(DEADBANDS, settings.ha_max_age) if self.discovery else None
         self.energy = EnergyMeters(self._energy_path())
         self._victron = VICTRON_DOCUMENTS.get(settings.victron)
         self.schedule = Schedule(
@@ -151,6 +153,9 @@ class Daemon:
         self.schedule.state_sent(now)
         if self.state.has_data:
             self.sink.publish(self.topics.state, self.state_payload())
+            if self.ha_view is not None:  # what Home Assistant's entities read
+                ha_state = self.ha_view.payload(self.state_document(), now, self.link_online)
+                self.sink.publish(f"{self.topics.prefix}/{HA_STATE}", ha_state)
 
     def state_payload(self) -> str:
         return self.state.document_json(self._state_extra())

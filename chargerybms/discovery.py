@@ -2,8 +2,13 @@
 
 Device-based discovery (``<ha_prefix>/device/<id>/config``, retained): the device, origin,
 availability and ``state_topic`` are given once, every entity reads its value from the
-``state`` JSON document. Unique ids come from the configured device id only, so renaming
-the device changes names, never identities, and two BMS never collide.
+``ha_state`` JSON document (the ``state`` document with each value held back to what a
+person can see, so that Home Assistant's recorder does not write a row a second per
+entity: :mod:`chargerybms.ha_view`, with the deadbands of :data:`DEADBANDS` below).
+Unique ids come from the configured device id only, so renaming the device changes names,
+never identities, and two BMS never collide. Each entity also proposes its entity id,
+``<platform>.<device id>_<key>`` (:func:`entity_id`), so that a dashboard can name the
+entities without asking Home Assistant.
 
 Pure apart from remembering what was announced before (for removing entities the daemon
 no longer publishes, e.g. after lowering ``--cells``).
@@ -12,11 +17,13 @@ no longer publishes, e.g. after lowering ``--cells``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
 from . import __version__
 from .config import Settings
+from .ha_view import HA_STATE, Band, Extreme, Rule, Stamp
 from .protocol import MODE_NAMES, UNKNOWN_MODE
 from .state import BatteryState
 from .topics import OFFLINE, ONLINE, Topics
@@ -90,23 +97,68 @@ BASE_ENTITIES: Final = (
     Entity("frames_per_second", "Frames per second", _value("frames_per_second"), unit="frames/s", state_class=MEASUREMENT, category=DIAGNOSTIC, link_diagnostic=True, expires=False, icon="mdi:speedometer"),
     Entity("checksum_failures", "Corrupted frames", _value("checksum_failures"), state_class=TOTAL_INCREASING, category=DIAGNOSTIC, link_diagnostic=True, expires=False, icon="mdi:alert-circle-outline"),
     Entity("last_frame", "Last frame", _value("last_frame"), device_class="timestamp", category=DIAGNOSTIC, link_diagnostic=True, expires=False),
+    Entity("link", "BMS link", "{{ 'ON' if value_json.link == 'online' else 'OFF' }}", platform="binary_sensor", device_class="connectivity", category=DIAGNOSTIC, link_diagnostic=True, expires=False),
+    Entity("impedances_measured", "Impedances measured", _value("impedances_seen"), device_class="timestamp", category=DIAGNOSTIC),
 )  # fmt: skip
+
+# How far each value of the `state` document may move before Home Assistant is sent the new
+# one (see chargerybms/ha_view.py; --ha-max-age bounds how long any value is held). Sized to
+# what a dashboard shows and measured with bench/ha_recorder.py: each row here is rows in
+# Home Assistant's recorder. Values not listed (text, flags, counters) go out as they change.
+DEADBANDS: Final[dict[str, Rule]] = {
+    "pack_voltage": Band(0.2, every=10),  # V
+    "current": Band(2.0, every=10),  # A
+    "power": Band(100.0, every=10),  # W
+    "charge_power": Band(100.0, every=10),  # W
+    "discharge_power": Band(100.0, every=10),  # W
+    "soc": Band(1, every=10),  # %
+    "temperature_1": Band(0.5, every=10),  # °C
+    "temperature_2": Band(0.5, every=10),  # °C
+    "energy_charged": Band(0.05),  # kWh
+    "energy_discharged": Band(0.05),  # kWh
+    "energy_wh": Band(200, every=10),  # Wh
+    "capacity_ah": Band(5.0, every=10),  # Ah
+    "cell_voltages": Band(0.01, every=10),  # V, each cell
+    "cell_min": Band(0.01, every=10),  # V
+    "cell_max": Band(0.01, every=10),  # V
+    "cell_delta": Band(0.005),  # V
+    "cell_min_index": Extreme("cell_voltages", highest=False, width=0.01),
+    "cell_max_index": Extreme("cell_voltages", highest=True, width=0.01),
+    "cell_impedances": Band(0.05),  # mΩ, each cell
+    "impedance_total": Band(0.5),  # mΩ
+    "frames_per_second": Band(0.2),
+    "last_frame": Stamp(60),  # s: the `link` entity says at once when frames stop
+}
 
 
 def cell_entities(count: int) -> list[Entity]:
-    """Per-cell voltages and impedances: diagnostic, disabled by default."""
+    """Per-cell voltages and impedances: diagnostic, enabled (a dashboard shows them)."""
     out = []
     for i in range(count):
         n = i + 1
         out.append(
             Entity(f"cell_{n}_voltage", f"Cell {n} voltage", _item("cell_voltages", i), device_class="voltage",
-                   unit=VOLT, state_class=MEASUREMENT, category=DIAGNOSTIC, enabled=False, precision=3)
+                   unit=VOLT, state_class=MEASUREMENT, category=DIAGNOSTIC, precision=3)
         )  # fmt: skip
         out.append(
             Entity(f"cell_{n}_impedance", f"Cell {n} impedance", _item("cell_impedances", i), unit=MILLIOHM,
-                   state_class=MEASUREMENT, category=DIAGNOSTIC, enabled=False, precision=1, icon="mdi:omega")
+                   state_class=MEASUREMENT, category=DIAGNOSTIC, precision=1, icon="mdi:omega")
         )  # fmt: skip
     return out
+
+
+def object_id(device_id: str, key: str) -> str:
+    """The entity id's part after the platform, as Home Assistant makes it of what we
+    propose: its slugify (homeassistant/util/__init__.py, python-slugify) of a device id,
+    which holds only letters, digits, _ and -, is the lower-case text with every run of
+    other characters one _, none at either end."""
+    slug = re.sub(r"[^a-z0-9]+", "_", f"{device_id}_{key}".lower()).strip("_")
+    return slug or "unknown"
+
+
+def entity_id(platform: str, device_id: str, key: str) -> str:
+    """The entity id each entity proposes: ``sensor.<device id>_cell_7_voltage``."""
+    return f"{platform}.{object_id(device_id, key)}"
 
 
 class Discovery:
@@ -114,7 +166,7 @@ class Discovery:
         self.device_id = settings.resolved_device_id
         self.device_name = settings.device_name
         self.topic = f"{settings.ha_prefix}/device/{self.device_id}/config"
-        self._state_topic = topics.state
+        self._state_topic = f"{topics.prefix}/{HA_STATE}"
         self._status_topic = topics.status
         self._link_topic = topics.link
         self._cell_limit = settings.cell_limit
@@ -137,6 +189,13 @@ class Discovery:
             "p": entity.platform,
             "name": entity.name,
             "unique_id": self.unique_id(entity.key),
+            # The entity id to create: honoured since Home Assistant 2025.10
+            # (homeassistant/components/mqtt/entity.py, MqttEntity._init_entity_id); before
+            # that object_id did it, which 2025.10 on ignore when default_entity_id is there.
+            # Each version drops the key it does not know (the discovery schemas remove
+            # extra keys), so sending both works everywhere.
+            "default_entity_id": entity_id(entity.platform, self.device_id, entity.key),
+            "object_id": object_id(self.device_id, entity.key),
             "value_template": entity.template,
         }
         optional = {

@@ -63,7 +63,7 @@ def test_discovery_schema(slots: int, firmware: str) -> None:
     assert config["origin"]["name"] == "chargery" and config["origin"]["sw_version"]
     assert [a["topic"] for a in config["availability"]] == ["chargerybms/status", "chargerybms/link"]
     assert config["availability_mode"] == "all"
-    assert config["state_topic"] == "chargerybms/state"
+    assert config["state_topic"] == "chargerybms/ha_state"  # the values held back for the recorder
 
     components = config["components"]
     unique_ids = [c["unique_id"] for c in components.values()]
@@ -82,10 +82,14 @@ def test_discovery_schema(slots: int, firmware: str) -> None:
             assert c["expire_after"] >= 2 * s.heartbeat  # comfortably above the republish heartbeat
 
     cell_voltages = [k for k in components if k.startswith("cell_") and k.endswith("_voltage")]
-    assert len(cell_voltages) == slots
-    for key in cell_voltages:
-        assert components[key]["enabled_by_default"] is False
+    cell_impedances = [k for k in components if k.startswith("cell_") and k.endswith("_impedance")]
+    assert len(cell_voltages) == len(cell_impedances) == slots
+    for key in cell_voltages + cell_impedances:
+        assert "enabled_by_default" not in components[key]  # on: Home Assistant's default is true
         assert components[key]["entity_category"] == "diagnostic"
+    assert components["link"]["device_class"] == "connectivity"
+    assert [a["topic"] for a in components["link"]["availability"]] == ["chargerybms/status"]
+    assert components["impedances_measured"]["device_class"] == "timestamp"
     # The Energy dashboard's battery section: kWh, total_increasing.
     for key in ("energy_charged", "energy_discharged"):
         c = components[key]
@@ -106,14 +110,18 @@ def test_every_state_value_has_an_entity_and_every_template_renders(firmware: st
     components = daemon.discovery.config(daemon.state)["components"]  # type: ignore[union-attr]
     templated = {c["value_template"].split("value_json.")[1].split()[0] for c in components.values()}
     # Every value of the state document is an entity, but for the raw lists (per-cell
-    # entities index them), the bookkeeping fields and the link flag (availability).
-    untracked = {"cell_voltages", "cell_impedances", "cells_seen", "status_seen", "impedances_seen", "link",
+    # entities index them) and the bookkeeping fields.
+    untracked = {"cell_voltages", "cell_impedances", "cells_seen", "status_seen",
                  "mode_code", "cell_count", "impedance_mode", "impedance_current"}  # fmt: skip
     assert set(document) - untracked <= {t.split("[")[0] for t in templated}
     for key, c in components.items():
         out = render(c["value_template"], document)
         value = document.get(key)
-        if key.startswith("cell_") and key.endswith(("_voltage", "_impedance")):
+        if key == "link":
+            assert out == {"online": "ON", "offline": "OFF"}[document["link"]]
+        elif key == "impedances_measured":
+            assert out == str(document["impedances_seen"])
+        elif key.startswith("cell_") and key.endswith(("_voltage", "_impedance")):
             n = int(key.split("_")[1])
             values = document["cell_voltages" if key.endswith("_voltage") else "cell_impedances"]
             assert out == (str(values[n - 1]) if values and len(values) >= n else "None"), key
@@ -130,6 +138,26 @@ def test_a_value_the_bms_does_not_send_is_unknown_not_zero() -> None:
     components = discovery(settings()).config(state)["components"]
     assert render(components["energy_wh"]["value_template"], doc) == "None"  # Home Assistant: unknown
     assert render(components["charge_protection"]["value_template"], doc) == "None"
+
+
+@pytest.mark.parametrize(
+    ("device_id", "prefix"), [("", "chargerybms"), ("Garage-BMS", "x"), ("", "house/bms-1"), ("a__b", "x")]
+)
+def test_each_entity_proposes_an_entity_id_made_of_the_device_id(device_id: str, prefix: str) -> None:
+    """Home Assistant 2025.10 on create the entity id that `default_entity_id` proposes, older
+    versions the one of `object_id` (homeassistant/components/mqtt/entity.py,
+    MqttEntity._init_entity_id, 2026.2.3), slugified by homeassistant/util/__init__.py's
+    slugify: lower case, each run of other characters than letters and digits one _."""
+    s = settings(device_id=device_id, topic_prefix=prefix)
+    components = discovery(s).config(state_from_simulator(16, "1.26"))["components"]
+    slug = {"": {"chargerybms": "chargerybms", "house/bms-1": "house_bms_1"}.get(prefix), "Garage-BMS": "garage_bms",
+            "a__b": "a_b"}[device_id]  # fmt: skip
+    assert components["cell_7_voltage"]["default_entity_id"] == f"sensor.{slug}_cell_7_voltage"
+    assert components["cell_7_voltage"]["object_id"] == f"{slug}_cell_7_voltage"
+    assert components["link"]["default_entity_id"] == f"binary_sensor.{slug}_link"
+    for key, c in components.items():
+        platform, _, object_id = c["default_entity_id"].partition(".")
+        assert platform == c["p"] and object_id == c["object_id"] == f"{slug}_{key}"
 
 
 def test_identity_comes_from_the_device_id_only() -> None:
