@@ -336,8 +336,13 @@ def _scalar(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a YAML double-quoted one
 
 
+# Plain words that YAML 1.1 readers take for booleans or null.
+_RESERVED: Final = frozenset({"y", "yes", "n", "no", "true", "false", "on", "off", "null"})
+
+
 def _key(key: str) -> str:
-    return key if _PLAIN_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+    plain = _PLAIN_KEY.fullmatch(key) and key.lower() not in _RESERVED
+    return key if plain else json.dumps(key, ensure_ascii=False)
 
 
 def _block(text: str, indent: str) -> list[str]:

@@ -54,7 +54,9 @@ def ha_python() -> str:
     python = os.environ.get(HA_PYTHON_ENV) or HA_PYTHON_DEFAULT
     if not os.access(python, os.X_OK):
         missing(f"Home Assistant is not installed at {python} (run .ci/home-assistant.sh, or set {HA_PYTHON_ENV})")
-    check = subprocess.run([python, "-c", "import homeassistant, hass_frontend"], capture_output=True, text=True)
+    check = subprocess.run(
+        [python, "-c", "import homeassistant, hass_frontend"], check=False, capture_output=True, text=True
+    )
     if check.returncode != 0:
         missing(f"{python} cannot import homeassistant and its frontend: {check.stderr.strip()[-300:]}")
     return python

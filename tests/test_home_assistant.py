@@ -152,13 +152,15 @@ def test_every_entity_is_created_enabled_with_the_entity_id_it_proposes(
     assert discovery_warnings(env, "e2e") == []
 
 
-# (slots the BMS sends, --cells, device id, device name)
-CASES = [
-    (8, 0, "bms8", ""),
-    (16, 0, "bms16", ""),
-    (24, 0, "bms24", ""),
-    (24, 20, "Garage-BMS", "Garage battery"),
-]
+@dataclass(frozen=True)
+class Case:
+    slots: int  # cell slots the BMS sends (its model)
+    cells: int  # --cells (0: every slot)
+    device_id: str
+    name: str = ""  # --device-name ("": the default)
+
+
+CASES = [Case(8, 0, "bms8"), Case(16, 0, "bms16"), Case(24, 0, "bms24"), Case(24, 20, "Garage-BMS", "Garage battery")]
 
 
 def cells_table(page: Any) -> list[list[str]]:
@@ -203,10 +205,11 @@ def assert_no_broken_cards(page: Any) -> None:
         assert phrase not in text, f"{phrase!r} on the page:\n{text}"
 
 
-@pytest.mark.parametrize(("slots", "cells", "device_id", "name"), CASES)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.slots}-{c.cells or c.slots}-{c.device_id}")
 def test_the_dashboard_shows_every_cell_as_the_bms_sent_it(
-    env: Env, bmses: list[Bms], tmp_path: Path, slots: int, cells: int, device_id: str, name: str
+    env: Env, bmses: list[Bms], tmp_path: Path, case: Case
 ) -> None:
+    slots, cells, device_id, name = case.slots, case.cells, case.device_id, case.name
     flags = [*(["--cells", str(cells)] if cells else []), *(["--device-name", name] if name else [])]
     bms = start_bms(env, tmp_path, device_id, slots, cells or slots, *flags)
     bmses.append(bms)
