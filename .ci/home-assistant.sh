@@ -9,8 +9,9 @@
 #   ha-venv/     homeassistant, pinned, with its own package constraints, plus what the
 #                integrations the tests load need (MQTT, frontend, recorder, ...).
 #
-#   .ci/home-assistant.sh packages   only the Debian packages the build needs (apt: run it
-#                                    while nothing else uses apt)
+#   .ci/home-assistant.sh packages   only the Debian packages it needs (the build's, or
+#                                    Debian 13's python3.13-venv): run it while nothing
+#                                    else uses apt; the rest can run beside other work
 #   .ci/home-assistant.sh            everything else; prints the venv's python last
 #
 # The tests find the venv through CHARGERY_HA_PYTHON, else at the path below.
@@ -40,9 +41,11 @@ BUILD_DEPS=(build-essential pkg-config libssl-dev libffi-dev zlib1g-dev libbz2-d
 log() { echo "home-assistant.sh: $*" >&2; }
 
 # An interpreter that is 3.13.2 or newer and has what a venv for Home Assistant needs.
+new_enough() {
+    [ -n "$1" ] && "$1" -c 'import sys; sys.exit(sys.version_info < (3, 13, 2))' >/dev/null 2>&1
+}
 good_python() {
-    [ -n "$1" ] && "$1" -c 'import sys, ssl, sqlite3, ctypes, lzma, bz2, zlib, venv
-sys.exit(sys.version_info < (3, 13, 2))' >/dev/null 2>&1
+    new_enough "$1" && "$1" -c 'import ssl, sqlite3, ctypes, lzma, bz2, zlib, venv, ensurepip' >/dev/null 2>&1
 }
 
 system_python() {
@@ -63,17 +66,6 @@ mirror() {
     echo "${uri:-http://deb.debian.org/debian}"
 }
 
-install_build_deps() {
-    local missing=() pkg
-    for pkg in "${BUILD_DEPS[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        log "installing build dependencies: ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
-}
 
 build_python() {
     local work apt_dir orig
@@ -83,8 +75,10 @@ build_python() {
     apt_dir="$work"
     # A private sources list and package lists: the machine's own apt setup is untouched.
     echo "deb-src $(mirror) $PY_SOURCE_SUITE main" > "$apt_dir/sources.list"
+    mkdir -p "$apt_dir/cache/archives/partial"
     local apt_opts=(-o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o "Dir::Etc::sourceparts=-"
-                    -o "Dir::State::Lists=$apt_dir/lists" -o "APT::Get::List-Cleanup=0" -o "APT::Sandbox::User=root")
+                    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+                    -o "APT::Get::List-Cleanup=0" -o "APT::Sandbox::User=root")
     log "fetching the $PY_SOURCE_PACKAGE source package of Debian $PY_SOURCE_SUITE from $(mirror)"
     apt-get "${apt_opts[@]}" update -qq
     (cd "$work/src" && apt-get "${apt_opts[@]}" source --download-only -qq "$PY_SOURCE_PACKAGE")
@@ -104,6 +98,50 @@ build_python() {
     rm -rf "$work"
 }
 
+installed() {
+    local pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || return 1
+    done
+}
+
+apt_install() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        installed "$pkg" || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+# The python3.13 this machine's apt offers, if it is new enough (Debian 13: 3.13.5).
+apt_python_ok() {
+    local candidate
+    candidate=$(apt-cache policy python3.13 2>/dev/null | awk '/Candidate:/ {print $2}')
+    [ -n "$candidate" ] && [ "$candidate" != "(none)" ] && dpkg --compare-versions "$candidate" ge 3.13.2
+}
+
+# Debian 13: its python3.13 and the venv module's pip (a package of its own). Debian 12:
+# what building one takes, unless it is built already.
+install_packages() {
+    if [ -n "$(system_python)" ] || [ -f "$PY_PREFIX/.chargery-complete" ]; then
+        return
+    fi
+    if apt_python_ok; then
+        apt_install python3.13 python3.13-venv
+    elif ! installed "${BUILD_DEPS[@]}"; then
+        apt-get update -qq
+        if apt_python_ok; then
+            apt_install python3.13 python3.13-venv
+        else
+            apt_install "${BUILD_DEPS[@]}"
+        fi
+    fi
+}
+
 find_or_build_python() {
     local found
     found=$(system_python)
@@ -112,7 +150,12 @@ find_or_build_python() {
         return
     fi
     if [ ! -f "$PY_PREFIX/.chargery-complete" ] || ! good_python "$PY_PREFIX/bin/python3.13"; then
-        install_build_deps
+        install_packages  # when `packages` was not run first
+        found=$(system_python)
+        if [ -n "$found" ]; then
+            echo "$found"
+            return
+        fi
         build_python
     fi
     echo "$PY_PREFIX/bin/python3.13"
@@ -143,7 +186,7 @@ EOF
 main() {
     mkdir -p "$CACHE"
     if [ "${1:-}" = packages ]; then
-        [ -n "$(system_python)" ] || [ -f "$PY_PREFIX/.chargery-complete" ] || install_build_deps
+        install_packages
         return
     fi
     exec 9>"$CACHE/home-assistant.lock"

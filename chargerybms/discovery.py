@@ -101,33 +101,36 @@ BASE_ENTITIES: Final = (
     Entity("impedances_measured", "Impedances measured", _value("impedances_seen"), device_class="timestamp", category=DIAGNOSTIC),
 )  # fmt: skip
 
-# How far each value of the `state` document may move before Home Assistant is sent the new
-# one (see chargerybms/ha_view.py; --ha-max-age bounds how long any value is held). Sized to
-# what a dashboard shows and measured with bench/ha_recorder.py: each row here is rows in
-# Home Assistant's recorder. Values not listed (text, flags, counters) go out as they change.
+# What Home Assistant is sent of each value of the `state` document (`<prefix>/ha_state`,
+# see chargerybms/ha_view.py): a value goes out when it has moved by more than its band, at
+# most once every `every` seconds, and, whatever it did, once it is --ha-max-age old. Each
+# value that goes out is a row in Home Assistant's recorder: bench/ha_recorder.py measures
+# what this table costs (README, "Home Assistant"). Values not listed (text, flags,
+# counters) go out as they change. Bands: what a dashboard shows (a few times the BMS's
+# resolution); `every`: 5 s for what the dashboard's first row shows, 10 s for the rest.
 DEADBANDS: Final[dict[str, Rule]] = {
+    "power": Band(100.0, every=5),  # W
+    "charge_power": Band(100.0, every=5),  # W
+    "discharge_power": Band(100.0, every=5),  # W
+    "current": Band(2.0, every=5),  # A
+    "soc": Band(1, every=5),  # %
     "pack_voltage": Band(0.2, every=10),  # V
-    "current": Band(2.0, every=10),  # A
-    "power": Band(100.0, every=10),  # W
-    "charge_power": Band(100.0, every=10),  # W
-    "discharge_power": Band(100.0, every=10),  # W
-    "soc": Band(1, every=10),  # %
     "temperature_1": Band(0.5, every=10),  # °C
     "temperature_2": Band(0.5, every=10),  # °C
-    "energy_charged": Band(0.05),  # kWh
-    "energy_discharged": Band(0.05),  # kWh
     "energy_wh": Band(200, every=10),  # Wh
     "capacity_ah": Band(5.0, every=10),  # Ah
+    "energy_charged": Band(0.05),  # kWh
+    "energy_discharged": Band(0.05),  # kWh
     "cell_voltages": Band(0.01, every=10),  # V, each cell
     "cell_min": Band(0.01, every=10),  # V
     "cell_max": Band(0.01, every=10),  # V
-    "cell_delta": Band(0.005),  # V
+    "cell_delta": Band(0.005, every=10),  # V
     "cell_min_index": Extreme("cell_voltages", highest=False, width=0.01),
     "cell_max_index": Extreme("cell_voltages", highest=True, width=0.01),
     "cell_impedances": Band(0.05),  # mΩ, each cell
     "impedance_total": Band(0.5),  # mΩ
     "frames_per_second": Band(0.2),
-    "last_frame": Stamp(60),  # s: the `link` entity says at once when frames stop
+    "last_frame": Stamp(60),  # s: the link entity says at once when frames stop
 }
 
 

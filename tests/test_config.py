@@ -69,6 +69,7 @@ def test_device_id_defaults_from_the_prefix() -> None:
         ({"device_id": "a b"}, "device_id"),
         ({"ha_prefix": "home/"}, "ha_prefix"),
         ({"heartbeat": 0.5}, "heartbeat"),
+        ({"ha_max_age": -1}, "ha_max_age"),
         ({"demo_model": 12}, "demo_model"),
         ({"port": " "}, "port"),
     ],
