@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# A real Home Assistant for the tests (tests/ha/, bench/ha_recorder.py), kept between runs
-# in /var/cache/chargery-ci on the same machine:
+# A real Home Assistant for the tests (tests/test_home_assistant.py, bench/ha_recorder.py),
+# kept between runs in /var/cache/chargery-ci on the same machine:
 #
 #   python3.13/  CPython >= 3.13.2 (homeassistant 2026.2 requires it). Debian 13 has one
 #                (python3.13); on Debian 12 it is built here once from Debian 13's own
 #                python3.13 source package, fetched with apt's deb-src through the mirror
-#                this machine already uses (about 4 minutes on 2 cores).
+#                this machine already uses (about 3 minutes on 2 cores).
 #   ha-venv/     homeassistant, pinned, with its own package constraints, plus what the
 #                integrations the tests load need (MQTT, frontend, recorder, ...).
 #
-#   .ci/home-assistant.sh packages   only the Debian packages it needs (the build's, or
-#                                    Debian 13's python3.13-venv): run it while nothing
-#                                    else uses apt; the rest can run beside other work
-#   .ci/home-assistant.sh            everything else; prints the venv's python last
+#   .ci/home-assistant.sh            all of it; prints the venv's python last
+#   .ci/home-assistant.sh packages   only the Debian packages it needs (Debian 13's
+#                                    python3.13 and friends, or what the build needs)
+#   .ci/home-assistant.sh no-apt     the rest, without apt: it can run in the background
+#                                    while something else uses apt
 #
 # The tests find the venv through CHARGERY_HA_PYTHON, else at the path below.
 # Run as root on a fresh Debian 12 or 13 machine; every version is pinned.
@@ -35,6 +36,10 @@ HA_EXTRAS=(
 )
 RECIPE="3 $HA_VERSION ${HA_EXTRAS[*]}"      # bump the number to force a new venv
 
+# Debian 13's python3.13, its venv module's pip, and what pip needs to build the few of
+# Home Assistant's requirements that have no wheel for Python 3.13 (lru-dict 1.3.0).
+APT_PYTHON=(python3.13 python3.13-venv python3.13-dev build-essential)
+# Debian 12: what building CPython (and those few requirements) takes.
 BUILD_DEPS=(build-essential pkg-config libssl-dev libffi-dev zlib1g-dev libbz2-dev liblzma-dev
             libsqlite3-dev libreadline-dev uuid-dev libexpat1-dev xz-utils dpkg-dev ca-certificates)
 
@@ -124,18 +129,14 @@ apt_python_ok() {
     [ -n "$candidate" ] && [ "$candidate" != "(none)" ] && dpkg --compare-versions "$candidate" ge 3.13.2
 }
 
-# Debian 13: its python3.13 and the venv module's pip (a package of its own). Debian 12:
-# what building one takes, unless it is built already.
+# Debian 13: APT_PYTHON. Debian 12: BUILD_DEPS, unless Python is built already.
 install_packages() {
-    if [ -n "$(system_python)" ] || [ -f "$PY_PREFIX/.chargery-complete" ]; then
-        return
-    fi
     if apt_python_ok; then
-        apt_install python3.13 python3.13-venv
+        apt_install "${APT_PYTHON[@]}"
     elif ! installed "${BUILD_DEPS[@]}"; then
-        apt-get update -qq
+        apt-get update -qq  # a fresh machine may have no package lists at all
         if apt_python_ok; then
-            apt_install python3.13 python3.13-venv
+            apt_install "${APT_PYTHON[@]}"
         else
             apt_install "${BUILD_DEPS[@]}"
         fi
@@ -150,12 +151,6 @@ find_or_build_python() {
         return
     fi
     if [ ! -f "$PY_PREFIX/.chargery-complete" ] || ! good_python "$PY_PREFIX/bin/python3.13"; then
-        install_packages  # when `packages` was not run first
-        found=$(system_python)
-        if [ -n "$found" ]; then
-            echo "$found"
-            return
-        fi
         build_python
     fi
     echo "$PY_PREFIX/bin/python3.13"
@@ -185,10 +180,12 @@ EOF
 
 main() {
     mkdir -p "$CACHE"
-    if [ "${1:-}" = packages ]; then
-        install_packages
-        return
-    fi
+    case "${1:-all}" in
+        packages) install_packages; return ;;
+        all) install_packages ;;
+        no-apt) ;;
+        *) echo "usage: $0 [packages|no-apt]" >&2; exit 2 ;;
+    esac
     exec 9>"$CACHE/home-assistant.lock"
     flock 9  # two runs on one machine share the cache, one at a time
     local python

@@ -389,13 +389,22 @@ def card_texts(page: Any, tag: str) -> list[str]:
 
 
 def open_dashboard(page: Any, ha: HomeAssistant, ready: str, timeout: float = 60) -> None:
-    """Load the YAML dashboard and wait until its cards have rendered ``ready`` (a text)."""
-    page.goto(f"{ha.url}/{DASHBOARD_PATH}/0", wait_until="domcontentloaded")
+    """Load the YAML dashboard and wait until its cards have rendered ``ready`` (a text).
+
+    Home Assistant reads a changed YAML dashboard when a page asks for it and then tells
+    every open page that it changed (homeassistant/components/lovelace/dashboard.py,
+    LovelaceYAML._load_config): the first page to load a new file shows "Your dashboard was
+    updated. Refresh to see changes?". So the page is loaded, then loaded again."""
+    for _ in range(2):
+        page.goto(f"{ha.url}/{DASHBOARD_PATH}/0", wait_until="domcontentloaded")
+        wait_for_text(page, ready, timeout)
+
+
+def wait_for_text(page: Any, text: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        text, _ = page_text(page)
-        if ready in text:
+        if text in page_text(page)[0]:
             return
         page.wait_for_timeout(200)
-    text, _ = page_text(page)
-    raise AssertionError(f"the dashboard did not show {ready!r} within {timeout} s; it shows:\n{text[:3000]}")
+    shown, _ = page_text(page)
+    raise AssertionError(f"the page did not show {text!r} within {timeout} s; it shows:\n{shown[:3000]}")

@@ -41,6 +41,7 @@ from ha_harness import (
     logged_in_page,
     open_dashboard,
     page_text,
+    wait_for_text,
 )
 from harness import Broker, DaemonProcess, FakeBms, Subscriber
 from helpers import CHARGERY, wait_until
@@ -229,6 +230,7 @@ def test_the_dashboard_shows_every_cell_as_the_bms_sent_it(
     page = logged_in_page(env.browser, env.ha)
     try:
         open_dashboard(page, env.ha, "Spread")
+        assert "Your dashboard was updated" not in page_text(page)[0]
         rows = cells_table(page)
         assert [int(r[0]) for r in rows] == list(range(1, wired + 1))
         shown = [round(float(r[2].removesuffix(" V")) * 1000) for r in rows]
@@ -248,7 +250,7 @@ def test_the_dashboard_shows_every_cell_as_the_bms_sent_it(
 
         # The BMS goes silent: the page says so, and shows no cell voltage any more.
         bms.fake.pause()
-        wait_until(lambda: "The BMS is silent" in page_text(page)[0], 30, "the page to say the BMS is silent")
+        wait_for_text(page, "The BMS is silent", 30)
         wait_until(lambda: not re.search(r"\d\.\d{3} V", card_texts(page, "hui-markdown-card")[1]), 10, "no voltages")
         text, tags = page_text(page)
         assert tags.get("hui-error-card", 0) == 0
@@ -258,7 +260,7 @@ def test_the_dashboard_shows_every_cell_as_the_bms_sent_it(
 
         if name:  # and the daemon stops
             bms.daemon.stop()
-            wait_until(lambda: "daemon is stopped" in page_text(page)[0], 30, "the page to say the daemon stopped")
+            wait_for_text(page, "The chargery daemon is stopped", 30)
     finally:
         page.context.close()
     assert discovery_warnings(env, device_id) == []
