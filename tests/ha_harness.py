@@ -388,6 +388,12 @@ def card_texts(page: Any, tag: str) -> list[str]:
     return [str(t) for t in page.evaluate(js, tag)]
 
 
+def call_ws(page: Any, message: dict[str, Any]) -> Any:
+    """A WebSocket API command through the page's own connection (the frontend's hass.callWS)."""
+    page.wait_for_function("() => document.querySelector('home-assistant')?.hass?.connection")
+    return page.evaluate("(m) => document.querySelector('home-assistant').hass.callWS(m)", message)
+
+
 def open_dashboard(page: Any, ha: HomeAssistant, ready: str, timeout: float = 60) -> None:
     """Load the YAML dashboard and wait until its cards have rendered ``ready`` (a text).
 

@@ -35,6 +35,7 @@ import pytest
 from ha_harness import (
     HomeAssistant,
     browser,
+    call_ws,
     card_texts,
     ha_python,
     ha_version,
@@ -272,3 +273,85 @@ def screenshot(page: Any, directory: Path, name: str) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
+
+
+def test_a_device_from_an_older_chargery_takes_the_new_ids_with_recreate_entity_ids(
+    env: Env, bmses: list[Bms], tmp_path: Path
+) -> None:
+    """The README's upgrade path. Before, entity ids came from the device's name and the
+    cells were disabled; Home Assistant keeps both for a device it knows, whatever discovery
+    proposes now. Its device page's "Recreate entity IDs" (home-assistant/frontend
+    src/data/regenerate_entity_ids.ts: config/entity_registry/get_automatic_entity_ids for
+    every entity of the device, then an update of each) gives every entity, disabled ones
+    too, the id the daemon proposes, and the recorded history follows the rename."""
+    from chargerybms.config import load
+    from chargerybms.discovery import Discovery
+    from chargerybms.state import BatteryState
+    from chargerybms.topics import Topics
+
+    settings = load({"device_id": "old", "device_name": "Old battery", "topic_prefix": "bms/old"}, environ={})
+    state = BatteryState()
+    state.update(next(iter(_frames(encode_cells([3300] * 8, energy_mwh=1, capacity_mah=1)))), 0.0)
+    old = Discovery(settings, Topics(settings.topic_prefix)).config(state)
+    old["state_topic"] = "bms/old/state"  # as the previous version announced it
+    for key, component in old["components"].items():
+        del component["default_entity_id"], component["object_id"]
+        if key.startswith("cell_"):
+            component["enabled_by_default"] = False
+    publisher = Subscriber(env.broker, ["bms/old/#"])
+    try:
+        publisher.publish("bms/old/status", "online", retain=True)
+        publisher.publish("bms/old/link", "online", retain=True)
+        publisher.publish("homeassistant/device/old/config", json.dumps(old), retain=True)
+        wait_until(lambda: "sensor.old_battery_pack_voltage" in env.ha.states(), 30, "the old device's entities")
+
+        def recorded_a_value() -> bool:  # sent until Home Assistant has subscribed to it
+            publisher.publish("bms/old/state", json.dumps({"pack_voltage": 26.4, "link": "online"}))
+            return env.ha.state("sensor.old_battery_pack_voltage") == "26.4"
+
+        wait_until(recorded_a_value, 20, "an old value recorded", every=0.5)
+    finally:
+        publisher.close()
+    assert "sensor.old_battery_cell_1_voltage" not in env.ha.states()  # disabled
+    wait_until(lambda: env.ha.recorded_rows("old_battery_pack_voltage"), 10, "the old value in the recorder")
+    recorded = sum(env.ha.recorded_rows("old_battery_pack_voltage").values())
+
+    # This version of the daemon announces the same device: the ids stay as they were. Home
+    # Assistant takes note of the proposed ids when it creates the entities: at its next
+    # start, or when the MQTT integration is reloaded (here).
+    bms = start_bms(env, tmp_path, "old", 8, 8, "--device-name", "Old battery")
+    bmses.append(bms)
+    pack = str(round(sum(bms.millivolts) / 1000, 3))
+    wait_until(lambda: env.ha.state("sensor.old_battery_pack_voltage") == pack, 30, "the new daemon's values")
+    entry = env.ha.request("GET", "/api/config/config_entries/entry?domain=mqtt")[0]["entry_id"]
+    env.ha.request("POST", f"/api/config/config_entries/entry/{entry}/reload")
+    wait_until(lambda: env.ha.state("sensor.old_battery_pack_voltage") == pack, 30, "the values after the reload")
+
+    page = logged_in_page(env.browser, env.ha)
+    try:
+        page.goto(env.ha.url, wait_until="domcontentloaded")
+        device = env.ha.template("{{ device_id('sensor.old_battery_pack_voltage') }}")
+        entries = [e for e in call_ws(page, {"type": "config/entity_registry/list"}) if e["device_id"] == device]
+        proposed = call_ws(page, {"type": "config/entity_registry/get_automatic_entity_ids",
+                                  "entity_ids": [e["entity_id"] for e in entries]})  # fmt: skip
+        for old_id, new_id in proposed.items():
+            if new_id and new_id != old_id:
+                call_ws(page, {"type": "config/entity_registry/update", "entity_id": old_id, "new_entity_id": new_id})
+        registry = {e["unique_id"]: e for e in call_ws(page, {"type": "config/entity_registry/list"})}
+    finally:
+        page.context.close()
+
+    assert registry["chargery_old_pack_voltage"]["entity_id"] == "sensor.old_pack_voltage"
+    cell = registry["chargery_old_cell_1_voltage"]
+    assert (cell["entity_id"], cell["disabled_by"]) == ("sensor.old_cell_1_voltage", "integration")  # enable once
+    wait_until(lambda: env.ha.state("sensor.old_pack_voltage") == pack, 10, "the renamed entity's value")
+    assert "sensor.old_battery_pack_voltage" not in env.ha.states()
+    assert sum(env.ha.recorded_rows("old_pack_voltage").values()) >= recorded  # the history came along
+    assert env.ha.recorded_rows("old_battery_pack_voltage") == {}
+
+
+def _frames(data: bytes) -> Iterator[Any]:
+    from chargerybms.protocol import Framer
+
+    for _, frame in Framer().feed(data):
+        yield frame
