@@ -33,6 +33,7 @@ python3 chargery.py decode|record|doctor|health --help
 
 # HA_DISCOVERY = True  # Home Assistant MQTT discovery
 # DEVICE_NAME = "Chargery BMS"
+# HA_MAX_AGE = 300.0  # seconds a value may be held back from Home Assistant (0: none held)
 
 # VICTRON = None  # a document for a Victron GX driver: "serialbattery" or "mqtt-battery"
 # CAPACITY_AH = None  # the battery's capacity in Ah (needed by VICTRON = "serialbattery")

@@ -1,4 +1,4 @@
-"""Command line: the daemon (default), ``decode``, ``record``, ``doctor`` and ``health``."""
+"""Command line: the daemon (default), ``decode``, ``record``, ``doctor``, ``health`` and ``dashboard``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ EPILOG = """commands:
   health [--json] [--hex] [--plot FILE] [CAPTURE]
                     which cell is failing and why the BMS cut off: from the
                     saved evidence, or by running the engine over a capture
+  dashboard         print a Home Assistant dashboard for this BMS (YAML)
 
 Every setting can also be given as an environment variable CHARGERY_<NAME>
 (e.g. CHARGERY_MQTT_HOST) or edited at the top of chargery.py; a flag wins
@@ -157,7 +158,42 @@ def cmd_health(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
     )
 
 
-COMMANDS = {"decode": cmd_decode, "record": cmd_record, "doctor": cmd_doctor, "health": cmd_health}
+def cmd_dashboard(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
+    from .dashboard import SLOTS, pack_for, render
+
+    parser = argparse.ArgumentParser(
+        prog="chargery.py dashboard",
+        description="Print a Home Assistant dashboard (YAML, built-in cards only) for the device the daemon "
+        "with the same settings publishes. Paste it into a new dashboard's raw configuration editor.",
+    )
+    add_flags(parser, ("topic_prefix", "device_id", "device_name", "cells"))
+    parser.add_argument(
+        "--slots",
+        type=int,
+        choices=SLOTS,
+        default=16,
+        help="cell slots of the BMS (its model: BMS8T, 16T, 24T), used when --cells is not set (default: 16)",
+    )
+    try:
+        args, settings = _settings(parser, argv, constants)
+    except ConfigError as exc:
+        return report(exc, "chargery.py dashboard")
+    if not settings.cells and "--slots" not in argv and not any(a.startswith("--slots=") for a in argv):
+        print(
+            "chargery.py dashboard: neither --cells nor --slots given: a dashboard for 16 cells",
+            file=sys.stderr,
+        )
+    sys.stdout.write(render(pack_for(settings.resolved_device_id, settings.device_name, settings.cells, args.slots)))
+    return 0
+
+
+COMMANDS = {
+    "decode": cmd_decode,
+    "record": cmd_record,
+    "doctor": cmd_doctor,
+    "health": cmd_health,
+    "dashboard": cmd_dashboard,
+}
 
 
 def main(argv: Sequence[str] | None = None, constants: Mapping[str, Any] | None = None) -> int:

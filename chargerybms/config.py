@@ -191,6 +191,13 @@ class Settings:
         check=lambda v: None if re.fullmatch(r"[A-Za-z0-9_-]+", v) else f"{v!r} may only hold letters, digits, _ and -",
     )
     device_name: str = _opt("Chargery BMS", "device name shown in Home Assistant")
+    ha_max_age: float = _opt(
+        300.0,
+        "Home Assistant gets a value once it moves by more than its deadband, or once it is this old "
+        "(bounds the rows its recorder writes; 0: every value as it comes)",
+        check=lambda s: None if s >= 0 else f"{s:g} is negative (seconds; 0 sends every value as it comes)",
+        meta="SECONDS",
+    )
     state_dir: str | None = _opt(
         None,
         "where the energy meters are kept (default: $STATE_DIRECTORY or ~/.local/state/chargery; with --demo: nowhere)",

@@ -57,6 +57,7 @@ class Daemon:
         self._limited = RateLimited(clock=clock)
         self.views = build_views(settings)
         self.new_events: list[Event] = []  # what the views raised on the frame being handled
+        self.now = clock()  # of the publication being built
         self.outputs = build_outputs(settings, self.topics)
         periods = {o.name: o.timing.every for o in self.outputs if o.timing.every}
         self.schedule = Schedule(
@@ -99,6 +100,7 @@ class Daemon:
 
     def emit(self, outputs: list[Output], now: float) -> None:
         """Build and publish ``outputs``; telemetry of them all goes out together."""
+        self.now = now
         telemetry: list[Message] = []
         for output in outputs:
             payload = output.build(self)

@@ -2,8 +2,13 @@
 
 Device-based discovery (``<ha_prefix>/device/<id>/config``, retained): the device, origin,
 availability and ``state_topic`` are given once, every entity reads its value from the
-``state`` JSON document. Unique ids come from the configured device id only, so renaming
-the device changes names, never identities, and two BMS never collide.
+``ha_state`` JSON document (the ``state`` document with each value held back to what a
+person can see, so that Home Assistant's recorder does not write a row a second per
+entity: :mod:`chargerybms.ha_view`, with the deadbands of :data:`DEADBANDS` below).
+Unique ids come from the configured device id only, so renaming the device changes names,
+never identities, and two BMS never collide. Each entity also proposes its entity id,
+``<platform>.<device id>_<key>`` (:func:`entity_id`), so that a dashboard can name the
+entities without asking Home Assistant.
 
 Pure apart from remembering what was announced before (for removing entities the daemon
 no longer publishes, e.g. after lowering ``--cells``).
@@ -12,11 +17,13 @@ no longer publishes, e.g. after lowering ``--cells``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
 from . import __version__
 from .config import Settings
+from .ha_view import HA_STATE, Band, Extreme, HaView, Rule, Stamp
 from .outputs import Output, Timing, World
 from .protocol import MODE_NAMES, UNKNOWN_MODE
 from .state import BatteryState
@@ -42,6 +49,9 @@ class Entity:
     options: tuple[str, ...] | None = None  # enum sensors
     link_diagnostic: bool = False  # available while the daemon runs, even with the BMS silent
     expires: bool = True
+    attributes: str | None = None  # json_attributes_template over the same document
+    topic: str | None = None  # a topic of its own under the prefix, instead of ha_state
+    event_types: tuple[str, ...] | None = None  # event entities
 
 
 def _value(field: str) -> str:
@@ -91,23 +101,104 @@ BASE_ENTITIES: Final = (
     Entity("frames_per_second", "Frames per second", _value("frames_per_second"), unit="frames/s", state_class=MEASUREMENT, category=DIAGNOSTIC, link_diagnostic=True, expires=False, icon="mdi:speedometer"),
     Entity("checksum_failures", "Corrupted frames", _value("checksum_failures"), state_class=TOTAL_INCREASING, category=DIAGNOSTIC, link_diagnostic=True, expires=False, icon="mdi:alert-circle-outline"),
     Entity("last_frame", "Last frame", _value("last_frame"), device_class="timestamp", category=DIAGNOSTIC, link_diagnostic=True, expires=False),
+    Entity("link", "BMS link", "{{ 'ON' if value_json.link == 'online' else 'OFF' }}", platform="binary_sensor", device_class="connectivity", category=DIAGNOSTIC, link_diagnostic=True, expires=False),
+    Entity("impedances_measured", "Impedances measured", _value("impedances_seen"), device_class="timestamp", category=DIAGNOSTIC),
+)  # fmt: skip
+
+# What Home Assistant is sent of each value of the `state` document (`<prefix>/ha_state`,
+# see chargerybms/ha_view.py): a value goes out when it has moved by more than its band, at
+# most once every `every` seconds, and, whatever it did, once it is --ha-max-age old. Each
+# value that goes out is a row in Home Assistant's recorder: bench/ha_recorder.py measures
+# what this table costs (README, "Home Assistant"). Values not listed (text, flags,
+# counters) go out as they change. Bands: what a dashboard shows (a few times the BMS's
+# resolution); `every`: 5 s for what the dashboard's first row shows, 10 s for the rest.
+DEADBANDS: Final[dict[str, Rule]] = {
+    "power": Band(100.0, every=5),  # W
+    "charge_power": Band(100.0, every=5),  # W
+    "discharge_power": Band(100.0, every=5),  # W
+    "current": Band(2.0, every=5),  # A
+    "soc": Band(1, every=5),  # %
+    "pack_voltage": Band(0.2, every=10),  # V
+    "temperature_1": Band(0.5, every=10),  # °C
+    "temperature_2": Band(0.5, every=10),  # °C
+    "energy_wh": Band(200, every=10),  # Wh
+    "capacity_ah": Band(5.0, every=10),  # Ah
+    "energy_charged": Band(0.05),  # kWh
+    "energy_discharged": Band(0.05),  # kWh
+    "cell_voltages": Band(0.01, every=10),  # V, each cell
+    "cell_min": Band(0.01, every=10),  # V
+    "cell_max": Band(0.01, every=10),  # V
+    "cell_delta": Band(0.005, every=10),  # V
+    "cell_min_index": Extreme("cell_voltages", highest=False, width=0.01),
+    "cell_max_index": Extreme("cell_voltages", highest=True, width=0.01),
+    "cell_impedances": Band(0.05),  # mΩ, each cell
+    "impedance_total": Band(0.5),  # mΩ
+    "frames_per_second": Band(0.2),
+    "last_frame": Stamp(60),  # s: the link entity says at once when frames stop
+}
+
+
+def _text(field: str) -> str:
+    """A text value; ``none`` while there is none (Home Assistant keeps at most 255 characters)."""
+    return f"{{{{ value_json.{field}[:255] if value_json.{field} else 'none' }}}}"
+
+
+# Cell health (--cell-health, chargerybms/health.py): the verdict, why the BMS last cut off,
+# and each cut-off or new warning as an event entity (from <prefix>/event, not ha_state).
+HEALTH_ENTITIES: Final = (
+    Entity("weakest_cell", "Weakest cell", "{{ value_json.weakest_cell if value_json.weakest_cell is not none else 'none' }}", icon="mdi:battery-alert-variant-outline", attributes="{{ {'evidence': value_json.health_evidence} | tojson }}"),
+    Entity("health_warning", "Cell health", _flag("health_warning"), platform="binary_sensor", device_class="problem", attributes="{{ {'weakest_cell': value_json.weakest_cell, 'evidence': value_json.health_evidence} | tojson }}"),
+    Entity("last_cutoff", "Last cut-off", _text("last_cutoff"), icon="mdi:power-plug-off-outline", expires=False, link_diagnostic=True),
+    Entity("last_cutoff_time", "Last cut-off time", _value("last_cutoff_time"), device_class="timestamp", expires=False, link_diagnostic=True),
+    Entity("top_spread", "Spread at the last top of charge", _value("top_spread"), device_class="voltage", unit=VOLT, state_class=MEASUREMENT, precision=3),
+    Entity("health_event", "Cell health event", "{{ {'event_type': value_json.type, 'message': value_json.message, 'cell': value_json.cell} | tojson }}", platform="event", topic="event", event_types=("cutoff", "health_warning"), expires=False, link_diagnostic=True),
 )  # fmt: skip
 
 
+def health_cell_entities(count: int) -> list[Entity]:
+    """Per cell, its sag and BMS-measured impedance relative to the pack's median: diagnostic."""
+    out = []
+    for i in range(count):
+        n = i + 1
+        out.append(
+            Entity(f"cell_{n}_sag_ratio", f"Cell {n} sag ratio", _item("cell_sag_ratios", i), state_class=MEASUREMENT,
+                   category=DIAGNOSTIC, precision=2, icon="mdi:chart-bell-curve")
+        )  # fmt: skip
+        out.append(
+            Entity(f"cell_{n}_impedance_ratio", f"Cell {n} impedance ratio", _item("cell_impedance_ratios", i),
+                   state_class=MEASUREMENT, category=DIAGNOSTIC, precision=2, icon="mdi:omega")
+        )  # fmt: skip
+    return out
+
+
 def cell_entities(count: int) -> list[Entity]:
-    """Per-cell voltages and impedances: diagnostic, disabled by default."""
+    """Per-cell voltages and impedances: diagnostic, enabled (a dashboard shows them)."""
     out = []
     for i in range(count):
         n = i + 1
         out.append(
             Entity(f"cell_{n}_voltage", f"Cell {n} voltage", _item("cell_voltages", i), device_class="voltage",
-                   unit=VOLT, state_class=MEASUREMENT, category=DIAGNOSTIC, enabled=False, precision=3)
+                   unit=VOLT, state_class=MEASUREMENT, category=DIAGNOSTIC, precision=3)
         )  # fmt: skip
         out.append(
             Entity(f"cell_{n}_impedance", f"Cell {n} impedance", _item("cell_impedances", i), unit=MILLIOHM,
-                   state_class=MEASUREMENT, category=DIAGNOSTIC, enabled=False, precision=1, icon="mdi:omega")
+                   state_class=MEASUREMENT, category=DIAGNOSTIC, precision=1, icon="mdi:omega")
         )  # fmt: skip
     return out
+
+
+def object_id(device_id: str, key: str) -> str:
+    """The entity id's part after the platform, as Home Assistant makes it of what we
+    propose: its slugify (homeassistant/util/__init__.py, python-slugify) of a device id,
+    which holds only letters, digits, _ and -, is the lower-case text with every run of
+    other characters one _, none at either end."""
+    slug = re.sub(r"[^a-z0-9]+", "_", f"{device_id}_{key}".lower()).strip("_")
+    return slug or "unknown"
+
+
+def entity_id(platform: str, device_id: str, key: str) -> str:
+    """The entity id each entity proposes: ``sensor.<device id>_cell_7_voltage``."""
+    return f"{platform}.{object_id(device_id, key)}"
 
 
 class Discovery:
@@ -115,17 +206,21 @@ class Discovery:
         self.device_id = settings.resolved_device_id
         self.device_name = settings.device_name
         self.topic = f"{settings.ha_prefix}/device/{self.device_id}/config"
-        self._state_topic = topics.state
+        self._state_topic = f"{topics.prefix}/{HA_STATE}"
         self._status_topic = topics.status
         self._link_topic = topics.link
         self._cell_limit = settings.cells
+        self._health = settings.cell_health
+        self._prefix = topics.prefix
         # A reading older than three heartbeats is dead data, not a value.
         self.expire_after = int(settings.heartbeat * 3)
         self._retained: dict[str, str] = {}  # live component id -> platform, as the broker holds it
 
     def entities(self, state: BatteryState) -> list[Entity]:
         cells = self._cell_limit or state.slots or 0
-        return [*BASE_ENTITIES, *cell_entities(cells)]
+        if not self._health:
+            return [*BASE_ENTITIES, *cell_entities(cells)]
+        return [*BASE_ENTITIES, *cell_entities(cells), *HEALTH_ENTITIES, *health_cell_entities(cells)]
 
     def model(self, state: BatteryState) -> str:
         return f"BMS{state.slots}T" if state.slots in (8, 16, 24) else "BMS8T/16T/24T"
@@ -138,6 +233,13 @@ class Discovery:
             "p": entity.platform,
             "name": entity.name,
             "unique_id": self.unique_id(entity.key),
+            # The entity id to create: honoured since Home Assistant 2025.10
+            # (homeassistant/components/mqtt/entity.py, MqttEntity._init_entity_id); before
+            # that object_id did it, which 2025.10 on ignore when default_entity_id is there.
+            # Each version drops the key it does not know (the discovery schemas remove
+            # extra keys), so sending both works everywhere.
+            "default_entity_id": entity_id(entity.platform, self.device_id, entity.key),
+            "object_id": object_id(self.device_id, entity.key),
             "value_template": entity.template,
         }
         optional = {
@@ -151,9 +253,16 @@ class Discovery:
         c.update({k: v for k, v in optional.items() if v is not None})
         if entity.options is not None:
             c["options"] = list(entity.options)
+        if entity.topic is not None:
+            c["state_topic"] = f"{self._prefix}/{entity.topic}"
+        if entity.event_types is not None:
+            c["event_types"] = list(entity.event_types)
+        if entity.attributes is not None:
+            c["json_attributes_topic"] = self._state_topic
+            c["json_attributes_template"] = entity.attributes
         if not entity.enabled:
             c["enabled_by_default"] = False
-        if entity.expires:
+        if entity.expires and entity.platform != "event":  # an event does not expire
             c["expire_after"] = self.expire_after
         if entity.link_diagnostic:
             # Still meaningful with the BMS silent: only the daemon must be up.
@@ -236,4 +345,23 @@ def output(settings: Settings, topics: Topics) -> Output | None:
         qos=1,
         subscriptions=(birth, discovery.topic),
         on_message=on_message,
+    )
+
+
+def ha_state_output(settings: Settings, topics: Topics) -> Output | None:
+    """``ha_state``: what the entities read, the ``state`` document with each value held
+    within its deadband (:data:`DEADBANDS`, :mod:`chargerybms.ha_view`); sent with every
+    ``state``, so it is never older than the document it comes from."""
+    if not settings.ha_discovery:
+        return None
+    view = HaView(DEADBANDS, settings.ha_max_age)
+
+    def build(world: World) -> str | None:
+        state = world.state
+        if not state.has_data:
+            return None
+        return view.payload(state.document(world.document_extra()), world.now, bool(world.link_online))
+
+    return Output(
+        "ha_state", f"{topics.prefix}/{HA_STATE}", Timing(burst=True, link_offline=True, announce=True), build
     )

@@ -54,6 +54,10 @@ class World(Protocol):
     def document_extra(self) -> dict[str, Any]: ...
 
     @property
+    def now(self) -> float:
+        """The monotonic time of this publication (for outputs that hold values back)."""
+
+    @property
     def new_events(self) -> list[Event]:
         """What the views raised on the frame being handled (for per-frame builders)."""
 
@@ -106,6 +110,7 @@ def registry() -> Sequence[Factory]:
         topics.link_output,  # `link`: online/offline, retained
         state.state_output,  # `state`: the JSON document
         topics.event_output,  # `event`: cut-offs and health warnings, as they happen
+        discovery.ha_state_output,  # `ha_state`: what Home Assistant's entities read
         discovery.output,  # Home Assistant MQTT discovery
         victron.output,  # --victron: a Venus OS driver's document
     )

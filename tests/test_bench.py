@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from ha_harness import ha_python
 from helpers import ROOT, require_tool
 
 
@@ -19,6 +20,17 @@ def run(*args: str) -> str:
 def test_decode_benchmark_runs() -> None:
     out = run("bench/decode_bench.py", "--seconds", "600", "--repeat", "1")
     assert "frames/s" in out and "cli decode:" in out
+
+
+@pytest.mark.ha
+@pytest.mark.broker
+def test_ha_recorder_benchmark_runs() -> None:
+    """The recorder's rows a day in a real Home Assistant: printed for both settings."""
+    require_tool("mosquitto")
+    ha_python()  # skip (fail in CI) without Home Assistant
+    out = run("bench/ha_recorder.py", "--seconds", "20")
+    print(out)
+    assert out.count("rows/day added to `states`") == 2 and "--ha-max-age 0 " in out and "--ha-max-age 300 " in out
 
 
 @pytest.mark.broker

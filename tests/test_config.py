@@ -102,6 +102,7 @@ def test_device_id_defaults_from_the_prefix() -> None:
         ({"device_id": "a b"}, "device_id"),
         ({"ha_prefix": "home/"}, "ha_prefix"),
         ({"heartbeat": 0.5}, "heartbeat"),
+        ({"ha_max_age": -1}, "ha_max_age"),
         ({"demo_model": 12}, "demo_model"),
         ({"demo": True, "demo_fault": "low-capacity"}, "demo_fault"),  # which cell?
         ({"demo": True, "demo_fault": "low-capacity:17"}, "demo_fault"),  # a BMS16T has 16

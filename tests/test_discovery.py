@@ -64,7 +64,7 @@ def test_discovery_schema(slots: int, firmware: str) -> None:
     assert config["origin"]["name"] == "chargery" and config["origin"]["sw_version"]
     assert [a["topic"] for a in config["availability"]] == ["chargerybms/status", "chargerybms/link"]
     assert config["availability_mode"] == "all"
-    assert config["state_topic"] == "chargerybms/state"
+    assert config["state_topic"] == "chargerybms/ha_state"  # the values held back for the recorder
 
     components = config["components"]
     unique_ids = [c["unique_id"] for c in components.values()]
@@ -77,16 +77,22 @@ def test_discovery_schema(slots: int, firmware: str) -> None:
         if c["p"] == "sensor":
             error = triple_error(c.get("device_class"), c.get("unit_of_measurement"), c.get("state_class"))
             assert error is None, f"{key}: {error}"
+        elif c["p"] == "event":  # homeassistant/components/mqtt/event.py: event_types, a topic of its own
+            assert c["event_types"] and c["state_topic"] == "chargerybms/event" and "expire_after" not in c
         else:
             assert c["p"] == "binary_sensor" and c["device_class"] in BINARY_SENSOR_CLASSES
         if "expire_after" in c:
             assert c["expire_after"] >= 2 * s.heartbeat  # comfortably above the republish heartbeat
 
     cell_voltages = [k for k in components if k.startswith("cell_") and k.endswith("_voltage")]
-    assert len(cell_voltages) == slots
-    for key in cell_voltages:
-        assert components[key]["enabled_by_default"] is False
+    cell_impedances = [k for k in components if k.startswith("cell_") and k.endswith("_impedance")]
+    assert len(cell_voltages) == len(cell_impedances) == slots
+    for key in cell_voltages + cell_impedances:
+        assert "enabled_by_default" not in components[key]  # on: Home Assistant's default is true
         assert components[key]["entity_category"] == "diagnostic"
+    assert components["link"]["device_class"] == "connectivity"
+    assert [a["topic"] for a in components["link"]["availability"]] == ["chargerybms/status"]
+    assert components["impedances_measured"]["device_class"] == "timestamp"
     # The Energy dashboard's battery section: kWh, total_increasing.
     for key in ("energy_charged", "energy_discharged"):
         c = components[key]
@@ -108,17 +114,33 @@ def test_every_state_value_has_an_entity_and_every_template_renders(firmware: st
     components = json.loads(daemon.sink.on("homeassistant/device/chargerybms/config")[-1])["components"]  # type: ignore[attr-defined]
     templated = {c["value_template"].split("value_json.")[1].split()[0] for c in components.values()}
     # Every value of the state document is an entity, but for the raw lists (per-cell
-    # entities index them), the bookkeeping fields and the link flag (availability).
-    untracked = {"cell_voltages", "cell_impedances", "cells_seen", "status_seen", "impedances_seen", "link",
-                 "mode_code", "cell_count", "impedance_mode", "impedance_current"}  # fmt: skip
+    # entities index them) and the bookkeeping fields.
+    untracked = {"cell_voltages", "cell_impedances", "cells_seen", "status_seen",
+                 "mode_code", "cell_count", "impedance_mode", "impedance_current",
+                 "cell_sag_ratios", "cell_impedance_ratios",  # per-cell entities index them
+                 "health_evidence"}  # an attribute of the weakest cell and of the cell health  # fmt: skip
     assert set(document) - untracked <= {t.split("[")[0] for t in templated}
+    lists = {"_voltage": "cell_voltages", "_impedance": "cell_impedances", "_sag_ratio": "cell_sag_ratios",
+             "_impedance_ratio": "cell_impedance_ratios"}  # fmt: skip
     for key, c in components.items():
+        if c["p"] == "event":  # reads <prefix>/event, not this document (test_health_entities_and_the_event)
+            continue
         out = render(c["value_template"], document)
         value = document.get(key)
-        if key.startswith("cell_") and key.endswith(("_voltage", "_impedance")):
+        if "json_attributes_template" in c:
+            assert (
+                json.loads(render(c["json_attributes_template"], document))["evidence"] == document["health_evidence"]
+            )
+        if key == "link":
+            assert out == {"online": "ON", "offline": "OFF"}[document["link"]]
+        elif key == "impedances_measured":
+            assert out == str(document["impedances_seen"])
+        elif key.startswith("cell_") and key.endswith(tuple(lists)):
             n = int(key.split("_")[1])
-            values = document["cell_voltages" if key.endswith("_voltage") else "cell_impedances"]
+            values = document[next(v for suffix, v in lists.items() if key.endswith(suffix))]
             assert out == (str(values[n - 1]) if values and len(values) >= n else "None"), key
+        elif key in ("weakest_cell", "last_cutoff"):  # text: "none" rather than unknown
+            assert out == ("none" if value is None else str(value)[:255]), key
         elif c["p"] == "binary_sensor":
             assert out == {None: "None", True: "ON", False: "OFF"}[value], key
         else:
@@ -132,6 +154,26 @@ def test_a_value_the_bms_does_not_send_is_unknown_not_zero() -> None:
     components = discovery(settings()).config(state)["components"]
     assert render(components["energy_wh"]["value_template"], doc) == "None"  # Home Assistant: unknown
     assert render(components["charge_protection"]["value_template"], doc) == "None"
+
+
+@pytest.mark.parametrize(
+    ("device_id", "prefix"), [("", "chargerybms"), ("Garage-BMS", "x"), ("", "house/bms-1"), ("a__b", "x")]
+)
+def test_each_entity_proposes_an_entity_id_made_of_the_device_id(device_id: str, prefix: str) -> None:
+    """Home Assistant 2025.10 on create the entity id that `default_entity_id` proposes, older
+    versions the one of `object_id` (homeassistant/components/mqtt/entity.py,
+    MqttEntity._init_entity_id, 2026.2.3), slugified by homeassistant/util/__init__.py's
+    slugify: lower case, each run of other characters than letters and digits one _."""
+    s = settings(device_id=device_id, topic_prefix=prefix)
+    components = discovery(s).config(state_from_simulator(16, "1.26"))["components"]
+    slug = {"": {"chargerybms": "chargerybms", "house/bms-1": "house_bms_1"}.get(prefix), "Garage-BMS": "garage_bms",
+            "a__b": "a_b"}[device_id]  # fmt: skip
+    assert components["cell_7_voltage"]["default_entity_id"] == f"sensor.{slug}_cell_7_voltage"
+    assert components["cell_7_voltage"]["object_id"] == f"{slug}_cell_7_voltage"
+    assert components["link"]["default_entity_id"] == f"binary_sensor.{slug}_link"
+    for key, c in components.items():
+        platform, _, object_id = c["default_entity_id"].partition(".")
+        assert platform == c["p"] and object_id == c["object_id"] == f"{slug}_{key}"
 
 
 def test_identity_comes_from_the_device_id_only() -> None:
@@ -196,3 +238,21 @@ def test_our_own_echo_does_not_hide_entities_to_remove() -> None:
     last = json.loads(sink.on(topic)[-1])
     assert last["components"]["cell_9_voltage"] == {"p": "sensor"}
     assert "name" in last["components"]["cell_8_voltage"]
+
+
+def test_health_entities_and_the_event() -> None:
+    """The cell-health entities (homeassistant/components/mqtt/event.py: an event entity
+    reads a JSON object with ``event_type``, one of ``event_types``)."""
+    s = settings()
+    d = discovery(s)
+    components = d.config(state_from_simulator(8, "1.26"))["components"]
+    event = components["health_event"]
+    cutoff = {"type": "cutoff", "message": "charge stopped: cell 3 reached 3.652 V", "cell": 3, "direction": "charge"}
+    rendered = json.loads(render(event["value_template"], cutoff))
+    assert rendered == {"event_type": "cutoff", "message": cutoff["message"], "cell": 3}
+    assert rendered["event_type"] in event["event_types"]
+    assert components["health_warning"]["device_class"] == "problem"
+    assert {f"cell_{n}_sag_ratio" for n in range(1, 9)} <= components.keys()
+    assert {f"cell_{n}_impedance_ratio" for n in range(1, 9)} <= components.keys()
+    off = discovery(settings(cell_health=False)).config(state_from_simulator(8, "1.26"))["components"]
+    assert not {"weakest_cell", "health_warning", "health_event", "cell_1_sag_ratio"} & off.keys()

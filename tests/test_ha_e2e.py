@@ -109,7 +109,7 @@ def test_two_bms_side_by_side_are_two_devices(
         ids_b = {c["unique_id"] for c in components(b.payload).values()}
         assert ids_a and ids_b and not ids_a & ids_b
         assert json.loads(a.payload)["device"]["identifiers"] != json.loads(b.payload)["device"]["identifiers"]
-        assert json.loads(a.payload)["state_topic"] == "bms/house/state"
+        assert json.loads(a.payload)["state_topic"] == "bms/house/ha_state"
         assert subscriber.wait("bms/shed/batteryvolt").payload == "26.4"
     finally:
         one.close()
