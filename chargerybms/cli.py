@@ -166,7 +166,7 @@ def cmd_dashboard(argv: Sequence[str], constants: Mapping[str, Any] | None) -> i
         description="Print a Home Assistant dashboard (YAML, built-in cards only) for the device the daemon "
         "with the same settings publishes. Paste it into a new dashboard's raw configuration editor.",
     )
-    add_flags(parser, ("topic_prefix", "device_id", "device_name", "cells"))
+    add_flags(parser, ("topic_prefix", "device_id", "device_name", "cells", "cell_health"))
     parser.add_argument(
         "--slots",
         type=int,
@@ -183,7 +183,8 @@ def cmd_dashboard(argv: Sequence[str], constants: Mapping[str, Any] | None) -> i
             "chargery.py dashboard: neither --cells nor --slots given: a dashboard for 16 cells",
             file=sys.stderr,
         )
-    sys.stdout.write(render(pack_for(settings.resolved_device_id, settings.device_name, settings.cells, args.slots)))
+    pack = pack_for(settings.resolved_device_id, settings.device_name, settings.cells, args.slots, settings.cell_health)
+    sys.stdout.write(render(pack))
     return 0
 
 

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .discovery import BASE_ENTITIES, cell_entities, entity_id
+from .discovery import BASE_ENTITIES, HEALTH_ENTITIES, cell_entities, entity_id, health_cell_entities
 
 Card = dict[str, Any]
 Section = dict[str, Any]
@@ -48,11 +48,13 @@ class Pack:
     device_id: str
     name: str
     cells: int
+    health: bool = True  # --cell-health: the cell-health entities are announced
 
     def entity(self, key: str) -> str:
         """The entity id of the discovery entity ``key`` (an unknown key is an error here,
         not an "Entity not found" on someone's screen)."""
-        for e in (*BASE_ENTITIES, *cell_entities(self.cells)):
+        health = (*HEALTH_ENTITIES, *health_cell_entities(self.cells)) if self.health else ()
+        for e in (*BASE_ENTITIES, *cell_entities(self.cells), *health):
             if e.key == key:
                 return entity_id(e.platform, self.device_id, key)
         raise KeyError(f"discovery announces no entity {key!r}")
@@ -164,6 +166,38 @@ Measured at {{{{ as_timestamp(when) | timestamp_custom('%H:%M on %d %b') }}}} ({
     )
 
 
+def _health_markdown(pack: Pack) -> str:
+    """The verdict and its evidence, the last cut-off, and per cell the evidence behind it."""
+    weakest, warning = pack.entity("weakest_cell"), pack.entity("health_warning")
+    cutoff, when = pack.entity("last_cutoff"), pack.entity("last_cutoff_time")
+    sag = ", ".join(f"'{pack.cell(n, 'sag_ratio')}'" for n in range(1, pack.cells + 1))
+    imp = ", ".join(f"'{pack.cell(n, 'impedance_ratio')}'" for n in range(1, pack.cells + 1))
+    return f"""\
+{{%- set weakest = states('{weakest}') -%}}
+{{%- set evidence = state_attr('{weakest}', 'evidence') or '' -%}}
+{{%- if is_state('{warning}', 'on') -%}}
+<ha-alert alert-type="warning" title="Cell {{{{ weakest }}}} is failing">{{{{ evidence }}}}</ha-alert>
+{{%- elif weakest | is_number -%}}
+<ha-alert alert-type="info" title="Cell {{{{ weakest }}}} is the weakest">{{{{ evidence }}}} (not strong enough for a warning yet)</ha-alert>
+{{%- elif weakest == 'none' -%}}
+<ha-alert alert-type="success" title="No cell stands out">The evidence so far names no weak cell.</ha-alert>
+{{%- else -%}}
+<ha-alert alert-type="info" title="Cell health unknown">No verdict from chargery (stopped, or not yet heard from).</ha-alert>
+{{%- endif %}}
+
+**Last cut-off**: {{{{ states('{cutoff}') if states('{cutoff}') not in ['none', 'unknown', 'unavailable'] else 'none since the evidence began' }}}}{{{{ ' (' ~ relative_time(as_datetime(states('{when}'))) ~ ' ago)' if as_timestamp(states('{when}'), none) is not none else '' }}}}
+
+Sag and impedance relative to the pack's median (1.00 is typical):
+
+| Cell | Sag | Impedance | |
+|--:|--:|--:|:--|
+{{% set sag = [{sag}] -%}}
+{{%- for e in [{imp}] -%}}
+{{%- set n = loop.index -%}}
+| {{{{ n }}}} | {{{{ '%.2f' | format(states(sag[n - 1]) | float) if states(sag[n - 1]) | is_number else '—' }}}} | {{{{ '%.2f' | format(states(e) | float) if states(e) | is_number else '—' }}}} | {{{{ '◀ weakest' if weakest == n | string else '' }}}} |
+{{% endfor -%}}"""
+
+
 # --- the sections ----------------------------------------------------------------------------
 
 
@@ -273,6 +307,23 @@ def protection_section(pack: Pack) -> Section:
     }
 
 
+def health_section(pack: Pack) -> Section | None:
+    """Which cell is failing and why the BMS last cut off (the cell-health engine)."""
+    if not pack.health:
+        return None
+    return {
+        "type": "grid",
+        "column_span": 2,
+        "cards": [
+            _heading("Cell health", "mdi:battery-alert-variant-outline"),
+            _tile(pack, "health_warning", "Cell health"),
+            _tile(pack, "weakest_cell", "Weakest cell"),
+            _tile(pack, "top_spread", "Spread at the last top"),
+            _markdown(_health_markdown(pack), grid_options={"columns": "full"}),
+        ],
+    }
+
+
 def link_section(pack: Pack) -> Section:
     """The serial link: live or not, when the last frame came, its quality."""
     return {
@@ -294,11 +345,12 @@ def link_section(pack: Pack) -> Section:
 
 
 # In page order. A new section is a function of the Pack and one entry here.
-SECTIONS: Final[tuple[Callable[[Pack], Section], ...]] = (
+SECTIONS: Final[tuple[Callable[[Pack], Section | None], ...]] = (
     glance_section,
     cells_section,
     history_section,
     impedance_section,
+    health_section,
     protection_section,
     link_section,
 )
@@ -315,7 +367,7 @@ def dashboard(pack: Pack) -> dict[str, Any]:
                 "icon": "mdi:battery-heart-variant",
                 "type": "sections",
                 "max_columns": 4,
-                "sections": [section(pack) for section in SECTIONS],
+                "sections": [s for s in (section(pack) for section in SECTIONS) if s is not None],
             }
         ],
     }
@@ -405,8 +457,8 @@ def render(pack: Pack) -> str:
     return head + to_yaml(dashboard(pack))
 
 
-def pack_for(device_id: str, name: str, cells: int | None, slots: int) -> Pack:
+def pack_for(device_id: str, name: str, cells: int | None, slots: int, health: bool = True) -> Pack:
     """The pack of the daemon's settings: ``--cells`` if given, else every slot."""
     if slots not in SLOTS:
         raise ValueError(f"slots: {slots} is not a Chargery model (8, 16 or 24)")
-    return Pack(device_id, name, cells or slots)
+    return Pack(device_id, name, cells or slots, health)

@@ -39,6 +39,9 @@ HA_PYTHON_ENV = "CHARGERY_HA_PYTHON"
 HA_PYTHON_DEFAULT = "/var/cache/chargery-ci/ha-venv/bin/python"  # where .ci/home-assistant.sh puts it
 CHROMIUM = "/usr/bin/chromium"
 DASHBOARD_PATH = "chargery-test"  # the YAML dashboard's url path
+BLUEPRINT = Path(__file__).resolve().parent.parent / "examples" / "ha-blueprint-cell-health.yaml"
+BLUEPRINT_PREFIX = "bms/health"  # the topic prefix the blueprint's automation is set up for
+BLUEPRINT_AUTOMATION = "automation.chargery_cut_offs_and_cell_health"
 USER, PASSWORD = "owner", "chargery-test-password"
 
 
@@ -123,8 +126,10 @@ lovelace:
       show_in_sidebar: true
 logger:
   default: warning
+automation: !include automations.yaml
 """
         )
+        (self.directory / "automations.yaml").write_text("[]\n")  # add_blueprint_automation() fills it
         # The YAML dashboard is read when a page loads it: the tests write it later.
         self.dashboard_file.write_text("views: []\n")
         # Onboarding's other steps marked done: its core_config step would set up default
@@ -149,6 +154,7 @@ logger:
         wait_until(self._serving, timeout, f"Home Assistant answering on {self.url}", every=0.5)
         self.onboard()
         self.add_mqtt()
+        self.add_blueprint_automation()
         return self
 
     def _serving(self) -> bool:
@@ -227,6 +233,26 @@ logger:
         )
         assert done.get("type") == "create_entry", done
         wait_until(self._mqtt_loaded, 60, "the MQTT integration loaded", every=0.2)
+
+    def add_blueprint_automation(self) -> None:
+        """The shipped blueprint, unmodified, imported as a user does, and one automation made
+        of it (homeassistant/components/blueprint/: blueprints/<domain>/<path>, use_blueprint),
+        then the automations reloaded. After the MQTT integration: its trigger subscribes."""
+        blueprints = self.directory / "blueprints" / "automation" / "chargery"
+        blueprints.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(BLUEPRINT, blueprints / "cell-health.yaml")
+        (self.directory / "automations.yaml").write_text(
+            f"""\
+- id: chargery_cell_health
+  alias: Chargery cut-offs and cell health
+  use_blueprint:
+    path: chargery/cell-health.yaml
+    input:
+      topic_prefix: {BLUEPRINT_PREFIX}
+"""
+        )
+        self.request("POST", "/api/services/automation/reload", {})
+        wait_until(lambda: self.state(BLUEPRINT_AUTOMATION) == "on", 30, "the blueprint's automation on", every=0.2)
 
     def _mqtt_loaded(self) -> bool:
         entries = self.request("GET", "/api/config/config_entries/entry?domain=mqtt")

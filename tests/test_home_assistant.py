@@ -26,6 +26,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 
 import pytest
 from ha_harness import (
+    BLUEPRINT_PREFIX,
     HomeAssistant,
     browser,
     call_ws,
@@ -48,6 +50,7 @@ from harness import Broker, DaemonProcess, FakeBms, Subscriber
 from helpers import CHARGERY, wait_until
 
 from chargerybms.protocol import encode_cells, encode_impedances, encode_status
+from chargerybms.simulator import Fault, SimulatedBms
 
 pytestmark = [pytest.mark.ha, pytest.mark.broker, pytest.mark.browser]
 
@@ -142,8 +145,11 @@ def test_every_entity_is_created_enabled_with_the_entity_id_it_proposes(
     finally:
         listener.close()
     proposed = {c["default_entity_id"] for c in config["components"].values()}
-    assert len(proposed) == 28 + 2 * 16
+    # 28 of the pack, each cell's voltage and impedance, and the cell health: 6 of the pack
+    # and each cell's sag and impedance ratios (chargerybms/discovery.py, HEALTH_ENTITIES).
+    assert len(proposed) == 28 + 2 * 16 + 6 + 2 * 16
     assert "sensor.e2e_cell_7_voltage" in proposed and "sensor.e2e_cell_16_impedance" in proposed
+    assert {"sensor.e2e_weakest_cell", "binary_sensor.e2e_health_warning", "event.e2e_health_event"} <= proposed
     wait_for_entities(env, proposed)  # a disabled entity has no state: these are all enabled
     states = env.ha.states()
     # Exactly these, nothing else on the device (no "_2" duplicates, nothing disabled).
@@ -355,3 +361,80 @@ def _frames(data: bytes) -> Iterator[Any]:
 
     for _, frame in Framer().feed(data):
         yield frame
+
+
+# --- cell health (issue: which cell is failing, and why did the BMS cut off) ------------------
+
+
+def test_cell_health_entities_the_blueprint_and_the_dashboard(env: Env, bmses: list[Bms], tmp_path: Path) -> None:
+    """A pack with a weak cell 3, played from the simulator into the real daemon: the
+    blueprint's automation (examples/, imported unmodified) notifies of the BMS's charge
+    cut-off with its cause, the cell-health entities say so without a discovery warning,
+    the `problem` sensor turns on when the evidence is strong, and the dashboard shows it."""
+    device_id = "health"
+    fake = FakeBms(tmp_path / "ttyBMS").plug()
+    daemon = DaemonProcess(
+        tmp_path / "daemon",
+        ["--port", str(fake.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(env.broker.port),
+         "--topic-prefix", BLUEPRINT_PREFIX, "--device-id", device_id, "--cells", "8"],
+    )  # fmt: skip
+    bmses.append(Bms(fake, daemon, device_id, []))
+    daemon.wait_log("MQTT: connected")
+    sim = SimulatedBms(8, cycle=600, seed=5, fault=Fault("low-capacity", 3, 0.7))
+    page = logged_in_page(env.browser, env.ha)
+    page.goto(f"{env.ha.url}/profile/general")  # any page: call_ws uses its connection
+
+    def notifications() -> list[dict[str, Any]]:
+        return list(call_ws(page, {"type": "persistent_notification/get"}))
+
+    def play(seconds: int) -> None:
+        for _ in range(seconds):
+            for frame in sim.frames_at(sim.t):
+                fake.write(frame)
+            sim.t += 1
+            time.sleep(0.01)  # the engine judges by the frames' own values, not by their pace
+
+    play(180)  # past the first charge cut-off (simulated second 170, by cell 3)
+    assert [(d, c) for _, d, c in sim.cutoffs] == [("charge", 3)]
+    note = wait_until(
+        lambda: next((n for n in notifications() if "charge stopped" in n["message"]), None), 30, "the notification"
+    )
+    assert note["title"] == "Battery: charge stopped by the BMS"
+    assert note["message"].startswith("charge stopped: cell 3 ")
+    assert note["notification_id"] == "chargery_bms_health_cutoff"
+    wait_until(lambda: env.ha.state("sensor.health_last_cutoff") == note["message"], 20, "the last cut-off sensor")
+    event = env.ha.states()["event.health_health_event"]
+    assert event["attributes"]["event_type"] == "cutoff" and event["attributes"]["cell"] == 3
+    assert env.ha.state("binary_sensor.health_health_warning") == "off"  # one top is no evidence yet
+
+    play(900)  # two more tops: the weak cell is the highest at each
+    wait_until(lambda: env.ha.state("binary_sensor.health_health_warning") == "on", 30, "the problem sensor")
+    assert env.ha.state("sensor.health_weakest_cell") == "3"
+    evidence = env.ha.states()["sensor.health_weakest_cell"]["attributes"]["evidence"]
+    assert "tops of charge" in evidence
+    warned = wait_until(
+        lambda: next(
+            (n for n in notifications() if n["notification_id"] == "chargery_bms_health_health_warning"), None
+        ),
+        30,
+        "the warning's notification",
+    )
+    assert warned["title"] == "Battery: cell 3 needs a look" and warned["message"].startswith("cell 3 ")
+    ratios = [env.ha.state(f"sensor.health_cell_{n}_sag_ratio") for n in range(1, 9)]
+    assert all(r not in (None, "unavailable") for r in ratios)
+    assert discovery_warnings(env, device_id) == []
+    assert env.ha.warnings("blueprint", "automation") == []
+
+    out = subprocess.run(
+        [sys.executable, str(CHARGERY), "dashboard", "--topic-prefix", BLUEPRINT_PREFIX, "--device-id", device_id,
+         "--cells", "8"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    env.ha.dashboard_file.write_text(out.stdout)
+    dash = logged_in_page(env.browser, env.ha)
+    open_dashboard(dash, env.ha, "Cell 3 is failing")
+    text, _ = page_text(dash)
+    assert "Cell 3 is failing" in text and "◀ weakest" in text and "charge stopped: cell 3" in text
+    assert not card_texts(dash, "hui-error-card")
+    if SCREENSHOTS:
+        dash.screenshot(path=str(Path(SCREENSHOTS) / "dashboard-health.png"), full_page=True)
