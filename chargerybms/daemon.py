@@ -58,6 +58,9 @@ class Daemon:
         self.views = build_views(settings)
         self.new_events: list[Event] = []  # what the views raised on the frame being handled
         self.now = clock()  # of the publication being built
+        self._emitting = False  # emit() is building: document_extra() is made once for all
+        self._extra: dict[str, Any] | None = None
+        self._sent: dict[str, tuple[str, float]] = {}  # changes_only outputs: the last payload, when
         self.outputs = build_outputs(settings, self.topics)
         periods = {o.name: o.timing.every for o in self.outputs if o.timing.every}
         self.schedule = Schedule(
@@ -85,7 +88,15 @@ class Daemon:
 
     def document_extra(self) -> dict[str, Any]:
         """The views' and the daemon's own part of the `state` document (energy meters, cell
-        health; link quality, liveness)."""
+        health; link quality, liveness): made once per emit(), however many outputs ask."""
+        if self._extra is not None:
+            return self._extra
+        extra = self._make_extra()
+        if self._emitting:
+            self._extra = extra
+        return extra
+
+    def _make_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
         for view in self.views:
             extra.update(view.fields())
@@ -98,20 +109,27 @@ class Daemon:
 
     # --- publishing ------------------------------------------------------------------------
 
-    def emit(self, outputs: list[Output], now: float) -> None:
-        """Build and publish ``outputs``; telemetry of them all goes out together."""
-        self.now = now
+    def emit(self, outputs: list[Output], now: float, *, again: bool = False) -> None:
+        """Build and publish ``outputs``; telemetry of them all goes out together.
+        ``again``: an announcement, where even an unchanged document is sent."""
+        self.now, self._emitting = now, True
         telemetry: list[Message] = []
         for output in outputs:
             payload = output.build(self)
             if output.timing.burst:
                 self.schedule.burst_sent(now)
+            if output.timing.changes_only and isinstance(payload, str):
+                last = self._sent.get(output.name)
+                if not again and last is not None and last[0] == payload and now - last[1] < self.settings.heartbeat:
+                    continue
+                self._sent[output.name] = (payload, now)
             messages = [(output.topic, payload)] if isinstance(payload, str) else payload or []
             if output.retain or output.qos:
                 for topic, text in messages:
                     self.sink.publish(topic, text, retain=output.retain, qos=output.qos)
             else:
                 telemetry += messages
+        self._emitting, self._extra = False, None
         if telemetry:
             self.sink.publish_many(telemetry)
 
@@ -127,6 +145,7 @@ class Daemon:
                 and not (o.timing.burst and pending)  # else it goes out with the rest of its burst
             ],
             now,
+            again=True,
         )
 
     def handle_bytes(self, data: bytes) -> None:

@@ -350,18 +350,24 @@ def output(settings: Settings, topics: Topics) -> Output | None:
 
 def ha_state_output(settings: Settings, topics: Topics) -> Output | None:
     """``ha_state``: what the entities read, the ``state`` document with each value held
-    within its deadband (:data:`DEADBANDS`, :mod:`chargerybms.ha_view`); sent with every
-    ``state``, so it is never older than the document it comes from."""
+    within its deadband (:data:`DEADBANDS`, :mod:`chargerybms.ha_view`) and only the keys
+    the entities read. Made with every ``state``, so never older than it, but sent only when
+    it changed (or at the heartbeat): held values mostly do not, and each message is a round
+    of template rendering for every entity in Home Assistant."""
     if not settings.ha_discovery:
         return None
     view = HaView(DEADBANDS, settings.ha_max_age)
+    every = [*BASE_ENTITIES, *cell_entities(24), *HEALTH_ENTITIES, *health_cell_entities(24)]
+    templates = [t for e in every if e.topic is None for t in (e.template, e.attributes) if t]
+    read = {key for t in templates for key in re.findall(r"value_json\.(\w+)", t)}
+    read |= {rule.of for rule in DEADBANDS.values() if isinstance(rule, Extreme)}
 
     def build(world: World) -> str | None:
         state = world.state
         if not state.has_data:
             return None
-        return view.payload(state.document(world.document_extra()), world.now, bool(world.link_online))
+        document = {k: v for k, v in state.document(world.document_extra()).items() if k in read}
+        return view.payload(document, world.now, bool(world.link_online))
 
-    return Output(
-        "ha_state", f"{topics.prefix}/{HA_STATE}", Timing(burst=True, link_offline=True, announce=True), build
-    )
+    timing = Timing(burst=True, link_offline=True, announce=True, changes_only=True)
+    return Output("ha_state", f"{topics.prefix}/{HA_STATE}", timing, build)

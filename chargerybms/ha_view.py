@@ -71,6 +71,9 @@ Rule = Band | Stamp | Extreme
 _encode = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 
 
+_NUMBERS: Final = (int, float)  # JSON numbers (a bool is neither: type(True) is bool)
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -140,14 +143,22 @@ class HaView:
         return value
 
     def _band(self, key: str, index: int, value: Any, rule: Band, now: float) -> Any:
-        held = self._held.get((key, index))
-        within = (
-            held is not None
-            and _number(value)
-            and _number(held.value)
-            and (abs(value - held.value) <= rule.width or now - held.since < rule.every)
-        )
-        return self._keep((key, index), value, now, within)
+        # _keep() written out: this runs for every cell of every document.
+        slot = (key, index)
+        held = self._held.get(slot)
+        if held is not None:
+            old = held.value
+            if old == value:
+                return old
+            if (
+                type(value) in _NUMBERS
+                and type(old) in _NUMBERS
+                and (abs(value - old) <= rule.width or now - held.since < rule.every)
+                and now - held.since < self.max_age
+            ):
+                return old
+        self._held[slot] = _Held(value, now)
+        return value
 
     def _stamp(self, key: str, value: Any, seconds: float, now: float) -> Any:
         held = self._held.get((key, -1))

@@ -81,6 +81,9 @@ class Timing:
     announce: bool = False  # after every (re)connect and whenever an output asks (Home Assistant restarted)
     model_change: bool = False  # when the BMS model (its cell slots) becomes known or changes
     live: bool = True  # describes live values: announced only while the link is online
+    # Sent only when it differs from the last one sent, or that one is `heartbeat` old, or
+    # at an announcement: for a document whose values are held back (ha_state).
+    changes_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -135,18 +134,37 @@ def test_what_home_assistant_shows_is_within_its_deadband_or_younger_than_max_ag
 
 
 @pytest.mark.parametrize("max_age", [0.0, 300.0])
-def test_the_daemon_sends_ha_state_with_every_state(max_age: float) -> None:
+def test_the_daemon_sends_ha_state_when_it_changed(max_age: float) -> None:
+    """ha_state is made with every state (never older than it) but sent only when it
+    changed, at the heartbeat, or at an announcement; it holds what the entities read."""
+    from chargerybms.sink import Connected
+
     settings = load({"demo": True, "dry_run": True, "ha_max_age": max_age}, environ={})
     sink = RecordingSink()
-    daemon = Daemon(settings, sink=sink)
-    for frame in SimulatedBms(16).seconds(3):
+    now = [1000.0]
+    daemon = Daemon(settings, sink=sink, clock=lambda: now[0], wall=lambda: 1_700_000_000.0)
+    bms = SimulatedBms(16)
+    first, last = list(bms.seconds(2)), list(bms.seconds(1))
+    for frame in first + last:
         daemon.handle_bytes(frame)
-    now = time.monotonic()
-    daemon.housekeeping(now + 1)  # the burst's documents are due
-    daemon.handle_bytes(next(iter(SimulatedBms(16, seed=2).seconds(1))))
-    daemon.housekeeping(now + 2)
+    now[0] += 1
+    daemon.housekeeping(now[0])  # the burst's documents are due
     states, ha_states = sink.on("chargerybms/state"), sink.on("chargerybms/ha_state")
-    assert len(states) == len(ha_states) == 2
-    assert json.loads(ha_states[0]).keys() == json.loads(states[0]).keys()
+    assert len(states) == len(ha_states) == 1
+    state, ha_state = json.loads(states[0]), json.loads(ha_states[0])
+    assert "cell_voltages" in ha_state and "status_seen" not in ha_state  # no entity reads that one
     if not max_age:
-        assert [json.loads(d) for d in ha_states] == [json.loads(d) for d in states]
+        assert ha_state == {k: v for k, v in state.items() if k in ha_state}
+        return  # every value exact: the energy meters alone change it every second
+    # The last second's frames again: a new state, but nothing new for Home Assistant.
+    for frame in last:
+        daemon.handle_bytes(frame)
+    now[0] += 1
+    daemon.housekeeping(now[0])
+    assert len(sink.on("chargerybms/state")) == 2 and len(sink.on("chargerybms/ha_state")) == 1
+    daemon.events.put(Connected())  # a reconnect: everything again, changed or not
+    daemon.housekeeping(now[0])
+    assert len(sink.on("chargerybms/ha_state")) == 2
+    now[0] += settings.heartbeat  # and at the heartbeat
+    daemon.housekeeping(now[0])
+    assert len(sink.on("chargerybms/ha_state")) == 3
