@@ -4,7 +4,9 @@
 python3 chargery.py --demo          a simulated BMS, printed (no hardware, no broker)
 python3 chargery.py                 the daemon, with the settings below
 python3 chargery.py --help          every flag
-python3 chargery.py decode|record|doctor|health --help
+python3 chargery.py dashboard       a Home Assistant dashboard for this BMS (YAML to paste)
+python3 chargery.py health          which cell is failing, and why the BMS cut off
+python3 chargery.py decode|record|doctor|dashboard|health --help
 """
 
 # ---------------------------------------------------------------------------------------

@@ -171,19 +171,16 @@ def cmd_dashboard(argv: Sequence[str], constants: Mapping[str, Any] | None) -> i
         "--slots",
         type=int,
         choices=SLOTS,
-        default=16,
         help="cell slots of the BMS (its model: BMS8T, 16T, 24T), used when --cells is not set (default: 16)",
     )
     try:
         args, settings = _settings(parser, argv, constants)
     except ConfigError as exc:
         return report(exc, "chargery.py dashboard")
-    if not settings.cells and "--slots" not in argv and not any(a.startswith("--slots=") for a in argv):
-        print(
-            "chargery.py dashboard: neither --cells nor --slots given: a dashboard for 16 cells",
-            file=sys.stderr,
-        )
-    pack = pack_for(settings.resolved_device_id, settings.device_name, settings.cells, args.slots, settings.cell_health)
+    if not settings.cells and args.slots is None:
+        print("chargery.py dashboard: neither --cells nor --slots given: a dashboard for 16 cells", file=sys.stderr)
+    slots = args.slots or 16
+    pack = pack_for(settings.resolved_device_id, settings.device_name, settings.cells, slots, settings.cell_health)
     sys.stdout.write(render(pack))
     return 0
 
