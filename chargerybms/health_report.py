@@ -238,27 +238,29 @@ def write_plot(target: str, doc: dict[str, Any], text: str, run: CaptureRun | No
         ax.set_ylabel("V")
         if doc["weakest_cell"] is not None:
             ax.legend(loc="best")
+
+    def paired_bars(ax: Any, left: tuple[str, str, str], right: tuple[str, str, str], baseline: float) -> None:
+        """Two bars per cell: (figure key, label, colour) each, a line at ``baseline``."""
+        width = 0.4
+        for (key, label, colour), shift in ((left, -width / 2), (right, width / 2)):
+            values = [c[key] or 0.0 for c in cells]
+            ax.bar([n + shift for n in numbers], values, width, label=label, color=colour)
+        ax.axhline(baseline, color="grey", linewidth=0.6)
+        ax.set_xticks(numbers)
+        ax.legend(loc="best")
+
     ax = next(ax_iter)
-    width = 0.4
-    top = [c["top_deviation_mv"] or 0.0 for c in cells]
-    bottom = [c["bottom_deviation_mv"] or 0.0 for c in cells]
-    ax.bar([n - width / 2 for n in numbers], top, width, label="at the tops", color="tab:red")
-    ax.bar([n + width / 2 for n in numbers], bottom, width, label="at the bottoms", color="tab:blue")
-    ax.axhline(0, color="grey", linewidth=0.6)
+    paired_bars(
+        ax, ("top_deviation_mv", "at the tops", "tab:red"), ("bottom_deviation_mv", "at the bottoms", "tab:blue"), 0
+    )
     ax.set_title("Deviation from the pack median (mean over the last tops and bottoms)")
     ax.set_ylabel("mV")
-    ax.set_xticks(numbers)
-    ax.legend(loc="best")
     ax = next(ax_iter)
-    sag = [c["sag_ratio"] or 0.0 for c in cells]
-    imp = [c["impedance_ratio"] or 0.0 for c in cells]
-    ax.bar([n - width / 2 for n in numbers], sag, width, label="sag at current steps", color="tab:orange")
-    ax.bar([n + width / 2 for n in numbers], imp, width, label="BMS impedance", color="tab:green")
-    ax.axhline(1, color="grey", linewidth=0.6)
+    paired_bars(
+        ax, ("sag_ratio", "sag at current steps", "tab:orange"), ("impedance_ratio", "BMS impedance", "tab:green"), 1
+    )
     ax.set_title("Resistance relative to the median cell")
     ax.set_xlabel("cell")
-    ax.set_xticks(numbers)
-    ax.legend(loc="best")
     fig.tight_layout()
     if suffix == ".png":
         fig.savefig(target, dpi=100)
