@@ -67,6 +67,8 @@ class Daemon:
             clock(), stale_after=settings.stale_after, heartbeat=settings.heartbeat, periods=periods
         )
         self._per_frame = [o.build_frame for o in self.outputs if o.build_frame is not None]
+        timings = ("burst", "link_change", "link_offline", "model_change")
+        self._when = {t: [o for o in self.outputs if getattr(o.timing, t)] for t in timings}
         self._listeners = {topic: o for o in self.outputs for topic in o.subscriptions}
         self.events: queue.SimpleQueue[SinkEvent] = queue.SimpleQueue()  # from the MQTT thread
         self.port = port or PortReader(
@@ -165,9 +167,9 @@ class Daemon:
                 messages += build(frame, self)
         if self.schedule.frame(now):
             LOG.info("serial: receiving frames from %s", self.port.label)
-            self.emit([o for o in self.outputs if o.timing.link_change], now)
+            self.emit(self._when["link_change"], now)
         if self.state.slots != slots_before:  # the model is known now: its cells get entities
-            self.emit([o for o in self.outputs if o.timing.model_change], now)
+            self.emit(self._when["model_change"], now)
         self.sink.publish_many(messages)
 
     # --- what the schedule and the MQTT thread say, once per loop turn --------------------
@@ -183,9 +185,11 @@ class Daemon:
                 f"serial: no valid frame {silence}: link offline (is the BMS display unit on?)",
                 self.settings.stale_after,
             )
-            self.emit([o for o in self.outputs if o.timing.link_change or o.timing.link_offline], now)
+            self.emit(
+                [o for o in self.outputs if o in self._when["link_change"] or o in self._when["link_offline"]], now
+            )
         if due.burst:
-            self.emit([o for o in self.outputs if o.timing.burst], now)
+            self.emit(self._when["burst"], now)
         if due.periodic:
             self.emit([o for o in self.outputs if o.name in due.periodic], now)
         if due.save:

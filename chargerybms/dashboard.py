@@ -180,7 +180,7 @@ def _health_markdown(pack: Pack) -> str:
 {{%- elif weakest | is_number -%}}
 <ha-alert alert-type="info" title="Cell {{{{ weakest }}}} is the weakest">{{{{ evidence }}}} (not strong enough for a warning yet)</ha-alert>
 {{%- elif weakest == 'none' -%}}
-<ha-alert alert-type="success" title="No cell stands out">The evidence so far names no weak cell.</ha-alert>
+**No cell stands out**: the evidence so far names no weak cell.
 {{%- else -%}}
 <ha-alert alert-type="info" title="Cell health unknown">No verdict from chargery (stopped, or not yet heard from).</ha-alert>
 {{%- endif %}}

@@ -198,7 +198,9 @@ def cells_table(page: Any) -> list[list[str]]:
       return cards.map(rowsOf).filter((rows) => rows.length && rows[0].join('|').startsWith('Cell||Voltage'));
     }
     """
-    tables = page.evaluate(js)
+    # The markdown worker renders a card's content anew whenever one of its entities
+    # changes, asynchronously: wait for a render that has the table.
+    tables = wait_until(lambda: page.evaluate(js) or None, 10, "the cells card's table", every=0.1)
     assert len(tables) == 1, tables
     return [list(map(str, row)) for row in tables[0][1:]]
 
@@ -281,6 +283,83 @@ def screenshot(page: Any, directory: Path, name: str) -> None:
         page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
 
 
+# --- cell health (issue: which cell is failing, and why did the BMS cut off) ------------------
+
+
+def test_cell_health_entities_the_blueprint_and_the_dashboard(env: Env, bmses: list[Bms], tmp_path: Path) -> None:
+    """A pack with a weak cell 3, played from the simulator into the real daemon: the
+    blueprint's automation (examples/, imported unmodified) notifies of the BMS's charge
+    cut-off with its cause, the cell-health entities say so without a discovery warning,
+    the `problem` sensor turns on when the evidence is strong, and the dashboard shows it."""
+    device_id = "health"
+    fake = FakeBms(tmp_path / "ttyBMS").plug()
+    daemon = DaemonProcess(
+        tmp_path / "daemon",
+        ["--port", str(fake.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(env.broker.port),
+         "--topic-prefix", BLUEPRINT_PREFIX, "--device-id", device_id, "--cells", "8"],
+    )  # fmt: skip
+    bmses.append(Bms(fake, daemon, device_id, []))
+    daemon.wait_log("MQTT: connected")
+    sim = SimulatedBms(8, cycle=600, seed=5, fault=Fault("low-capacity", 3, 0.7))
+    page = logged_in_page(env.browser, env.ha)
+    page.goto(f"{env.ha.url}/profile/general")  # any page: call_ws uses its connection
+
+    def notifications() -> list[dict[str, Any]]:
+        return list(call_ws(page, {"type": "persistent_notification/get"}))
+
+    def play(seconds: int) -> None:
+        for _ in range(seconds):
+            for frame in sim.frames_at(sim.t):
+                fake.write(frame)
+            sim.t += 1
+            time.sleep(0.01)  # the engine judges by the frames' own values, not by their pace
+
+    play(180)  # past the first charge cut-off (simulated second 170, by cell 3)
+    assert [(d, c) for _, d, c in sim.cutoffs] == [("charge", 3)]
+    note = wait_until(
+        lambda: next((n for n in notifications() if "charge stopped" in n["message"]), None), 30, "the notification"
+    )
+    assert note["title"] == "Battery: charge stopped by the BMS"
+    assert note["message"].startswith("charge stopped: cell 3 ")
+    assert note["notification_id"] == "chargery_bms_health_cutoff"
+    wait_until(lambda: env.ha.state("sensor.health_last_cutoff") == note["message"], 20, "the last cut-off sensor")
+    event = env.ha.states()["event.health_health_event"]
+    assert event["attributes"]["event_type"] == "cutoff" and event["attributes"]["cell"] == 3
+    assert env.ha.state("binary_sensor.health_health_warning") == "off"  # one top is no evidence yet
+
+    play(900)  # two more tops: the weak cell is the highest at each
+    wait_until(lambda: env.ha.state("binary_sensor.health_health_warning") == "on", 30, "the problem sensor")
+    assert env.ha.state("sensor.health_weakest_cell") == "3"
+    evidence = env.ha.states()["sensor.health_weakest_cell"]["attributes"]["evidence"]
+    assert "tops of charge" in evidence
+    warned = wait_until(
+        lambda: next(
+            (n for n in notifications() if n["notification_id"] == "chargery_bms_health_health_warning"), None
+        ),
+        30,
+        "the warning's notification",
+    )
+    assert warned["title"] == "Battery: cell 3 needs a look" and warned["message"].startswith("cell 3 ")
+    ratios = [env.ha.state(f"sensor.health_cell_{n}_sag_ratio") for n in range(1, 9)]
+    assert all(r not in (None, "unavailable") for r in ratios)
+    assert discovery_warnings(env, device_id) == []
+    assert env.ha.warnings(r"homeassistant\.components\.(automation|blueprint)") == []
+
+    out = subprocess.run(
+        [sys.executable, str(CHARGERY), "dashboard", "--topic-prefix", BLUEPRINT_PREFIX, "--device-id", device_id,
+         "--cells", "8"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    env.ha.dashboard_file.write_text(out.stdout)
+    dash = logged_in_page(env.browser, env.ha)
+    open_dashboard(dash, env.ha, "Cell 3 is failing")
+    text, _ = page_text(dash)
+    assert "Cell 3 is failing" in text and "◀ weakest" in text and "charge stopped: cell 3" in text
+    assert not card_texts(dash, "hui-error-card")
+    if SCREENSHOTS:
+        dash.screenshot(path=str(Path(SCREENSHOTS) / "dashboard-health.png"), full_page=True)
+
+
 def test_a_device_from_an_older_chargery_takes_the_new_ids_with_recreate_entity_ids(
     env: Env, bmses: list[Bms], tmp_path: Path
 ) -> None:
@@ -361,80 +440,3 @@ def _frames(data: bytes) -> Iterator[Any]:
 
     for _, frame in Framer().feed(data):
         yield frame
-
-
-# --- cell health (issue: which cell is failing, and why did the BMS cut off) ------------------
-
-
-def test_cell_health_entities_the_blueprint_and_the_dashboard(env: Env, bmses: list[Bms], tmp_path: Path) -> None:
-    """A pack with a weak cell 3, played from the simulator into the real daemon: the
-    blueprint's automation (examples/, imported unmodified) notifies of the BMS's charge
-    cut-off with its cause, the cell-health entities say so without a discovery warning,
-    the `problem` sensor turns on when the evidence is strong, and the dashboard shows it."""
-    device_id = "health"
-    fake = FakeBms(tmp_path / "ttyBMS").plug()
-    daemon = DaemonProcess(
-        tmp_path / "daemon",
-        ["--port", str(fake.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(env.broker.port),
-         "--topic-prefix", BLUEPRINT_PREFIX, "--device-id", device_id, "--cells", "8"],
-    )  # fmt: skip
-    bmses.append(Bms(fake, daemon, device_id, []))
-    daemon.wait_log("MQTT: connected")
-    sim = SimulatedBms(8, cycle=600, seed=5, fault=Fault("low-capacity", 3, 0.7))
-    page = logged_in_page(env.browser, env.ha)
-    page.goto(f"{env.ha.url}/profile/general")  # any page: call_ws uses its connection
-
-    def notifications() -> list[dict[str, Any]]:
-        return list(call_ws(page, {"type": "persistent_notification/get"}))
-
-    def play(seconds: int) -> None:
-        for _ in range(seconds):
-            for frame in sim.frames_at(sim.t):
-                fake.write(frame)
-            sim.t += 1
-            time.sleep(0.01)  # the engine judges by the frames' own values, not by their pace
-
-    play(180)  # past the first charge cut-off (simulated second 170, by cell 3)
-    assert [(d, c) for _, d, c in sim.cutoffs] == [("charge", 3)]
-    note = wait_until(
-        lambda: next((n for n in notifications() if "charge stopped" in n["message"]), None), 30, "the notification"
-    )
-    assert note["title"] == "Battery: charge stopped by the BMS"
-    assert note["message"].startswith("charge stopped: cell 3 ")
-    assert note["notification_id"] == "chargery_bms_health_cutoff"
-    wait_until(lambda: env.ha.state("sensor.health_last_cutoff") == note["message"], 20, "the last cut-off sensor")
-    event = env.ha.states()["event.health_health_event"]
-    assert event["attributes"]["event_type"] == "cutoff" and event["attributes"]["cell"] == 3
-    assert env.ha.state("binary_sensor.health_health_warning") == "off"  # one top is no evidence yet
-
-    play(900)  # two more tops: the weak cell is the highest at each
-    wait_until(lambda: env.ha.state("binary_sensor.health_health_warning") == "on", 30, "the problem sensor")
-    assert env.ha.state("sensor.health_weakest_cell") == "3"
-    evidence = env.ha.states()["sensor.health_weakest_cell"]["attributes"]["evidence"]
-    assert "tops of charge" in evidence
-    warned = wait_until(
-        lambda: next(
-            (n for n in notifications() if n["notification_id"] == "chargery_bms_health_health_warning"), None
-        ),
-        30,
-        "the warning's notification",
-    )
-    assert warned["title"] == "Battery: cell 3 needs a look" and warned["message"].startswith("cell 3 ")
-    ratios = [env.ha.state(f"sensor.health_cell_{n}_sag_ratio") for n in range(1, 9)]
-    assert all(r not in (None, "unavailable") for r in ratios)
-    assert discovery_warnings(env, device_id) == []
-    assert env.ha.warnings("blueprint", "automation") == []
-
-    out = subprocess.run(
-        [sys.executable, str(CHARGERY), "dashboard", "--topic-prefix", BLUEPRINT_PREFIX, "--device-id", device_id,
-         "--cells", "8"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    env.ha.dashboard_file.write_text(out.stdout)
-    dash = logged_in_page(env.browser, env.ha)
-    open_dashboard(dash, env.ha, "Cell 3 is failing")
-    text, _ = page_text(dash)
-    assert "Cell 3 is failing" in text and "◀ weakest" in text and "charge stopped: cell 3" in text
-    assert not card_texts(dash, "hui-error-card")
-    if SCREENSHOTS:
-        dash.screenshot(path=str(Path(SCREENSHOTS) / "dashboard-health.png"), full_page=True)
