@@ -93,7 +93,10 @@ class HealthView:
     def feed(self, frame: Frame, state: BatteryState, now: float, wall: float) -> list[Event]:
         events = self.engine.feed(frame, now, wall)
         for event in events:
-            LOG.warning("cell health: %s", event["message"])
+            # A cut-off at the end voltage is the BMS doing its job (daily, at the top of a
+            # charge): news, not a problem. A health warning is one.
+            level = logging.WARNING if event["type"] == "health_warning" else logging.INFO
+            LOG.log(level, "cell health: %s", event["message"])
         return events
 
     def fields(self) -> dict[str, Any]:
