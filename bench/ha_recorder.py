@@ -37,7 +37,7 @@ from ha_harness import HomeAssistant, ha_python, ha_version  # noqa: E402
 from harness import Broker, DaemonProcess, wait_until  # noqa: E402
 
 from chargerybms.config import Settings  # noqa: E402
-from chargerybms.discovery import BASE_ENTITIES, cell_entities, entity_id  # noqa: E402
+from chargerybms.discovery import BASE_ENTITIES, HEALTH_ENTITIES, cell_entities, entity_id, health_cell_entities  # noqa: E402
 
 DEFAULT_MAX_AGE = Settings().ha_max_age
 CYCLE = 240  # seconds: SimulatedBms's default charge/rest/discharge/rest cycle
@@ -71,8 +71,8 @@ def main() -> None:
     except BaseException as exc:  # pytest's skip or fail: there is no Home Assistant to run
         sys.exit(f"ha_recorder.py: {exc}")
     runs = {"today": 0.0, "held": args.max_age}
-    expected = {name: {entity_id(e.platform, f"bench_{name}", e.key) for e in (*BASE_ENTITIES, *cell_entities(args.cells))}
-                for name in runs}  # fmt: skip
+    entities = (*BASE_ENTITIES, *cell_entities(args.cells), *HEALTH_ENTITIES, *health_cell_entities(args.cells))
+    expected = {name: {entity_id(e.platform, f"bench_{name}", e.key) for e in entities} for name in runs}
     with tempfile.TemporaryDirectory(prefix="ha-recorder-") as tmp:
         directory = Path(tmp)
         broker = Broker(directory / "broker").start()
@@ -107,7 +107,8 @@ def main() -> None:
 
     print(
         f"Home Assistant {version}, recorder on SQLite; simulated BMS{args.cells}T, every entity enabled "
-        f"({len(expected['today'])}, {2 * args.cells} of them per cell); counted {seconds:.0f} s "
+        f"({len(expected['today'])}, {4 * args.cells} of them per cell: voltage, impedance and the two health ratios); "
+        f"counted {seconds:.0f} s "
         f"({seconds / CYCLE:.1f} of the simulator's {CYCLE} s charge/rest/discharge/rest cycles)"
     )
     for name, max_age in runs.items():

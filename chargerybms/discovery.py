@@ -111,13 +111,14 @@ BASE_ENTITIES: Final = (
 # value that goes out is a row in Home Assistant's recorder: bench/ha_recorder.py measures
 # what this table costs (README, "Home Assistant"). Values not listed (text, flags,
 # counters) go out as they change. Bands: what a dashboard shows (a few times the BMS's
-# resolution); `every`: 5 s for what the dashboard's first row shows, 10 s for the rest.
+# resolution); `every`: 5 s for power and current, 10 s for the rest, 15 s for the cells
+# (the most rows: bench/ha_recorder.py on the physical simulator).
 DEADBANDS: Final[dict[str, Rule]] = {
     "power": Band(100.0, every=5),  # W
     "charge_power": Band(100.0, every=5),  # W
     "discharge_power": Band(100.0, every=5),  # W
     "current": Band(2.0, every=5),  # A
-    "soc": Band(1, every=5),  # %
+    "soc": Band(1, every=10),  # %
     "pack_voltage": Band(0.2, every=10),  # V
     "temperature_1": Band(0.5, every=10),  # °C
     "temperature_2": Band(0.5, every=10),  # °C
@@ -125,13 +126,13 @@ DEADBANDS: Final[dict[str, Rule]] = {
     "capacity_ah": Band(5.0, every=10),  # Ah
     "energy_charged": Band(0.05),  # kWh
     "energy_discharged": Band(0.05),  # kWh
-    "cell_voltages": Band(0.01, every=10),  # V, each cell
-    "cell_min": Band(0.01, every=10),  # V
-    "cell_max": Band(0.01, every=10),  # V
+    "cell_voltages": Band(0.01, every=15),  # V, each cell
+    "cell_min": Band(0.01, every=15),  # V
+    "cell_max": Band(0.01, every=15),  # V
     "cell_delta": Band(0.005, every=10),  # V
     "cell_min_index": Extreme("cell_voltages", highest=False, width=0.01),
     "cell_max_index": Extreme("cell_voltages", highest=True, width=0.01),
-    "cell_impedances": Band(0.05),  # mΩ, each cell
+    "cell_impedances": Band(0.1),  # mΩ, each cell (one step of the BMS's 0.1 mΩ is held)
     "impedance_total": Band(0.5),  # mΩ
     "frames_per_second": Band(0.2),
     "last_frame": Stamp(60),  # s: the link entity says at once when frames stop

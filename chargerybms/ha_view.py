@@ -7,7 +7,7 @@ value it is sent. The ``state`` document carries every value at the BMS's resolu
 a second: current, power, state of charge and the timestamp of the last frame change with
 nearly every document, each cell voltage with a few millivolts of noise. Sent as they are,
 a 16-cell pack adds 1.2 million rows a day; held back to what a person can see on a
-dashboard, 155,000 (``bench/ha_recorder.py``, the simulator's pack, which cycles 360 times
+dashboard, 193,000 (``bench/ha_recorder.py``, the simulator's pack, which cycles 360 times
 a day: a real one costs far less).
 
 The rules (:data:`chargerybms.discovery.DEADBANDS` says which value gets which):
