@@ -69,6 +69,8 @@ class Daemon:
         self._per_frame = [o.build_frame for o in self.outputs if o.build_frame is not None]
         timings = ("burst", "link_change", "link_offline", "model_change")
         self._when = {t: [o for o in self.outputs if getattr(o.timing, t)] for t in timings}
+        # Going offline: the link's change and the last word on live values, in registry order.
+        self._when["stale"] = [o for o in self.outputs if o.timing.link_change or o.timing.link_offline]
         self._listeners = {topic: o for o in self.outputs for topic in o.subscriptions}
         self.events: queue.SimpleQueue[SinkEvent] = queue.SimpleQueue()  # from the MQTT thread
         self.port = port or PortReader(
@@ -185,9 +187,7 @@ class Daemon:
                 f"serial: no valid frame {silence}: link offline (is the BMS display unit on?)",
                 self.settings.stale_after,
             )
-            self.emit(
-                [o for o in self.outputs if o in self._when["link_change"] or o in self._when["link_offline"]], now
-            )
+            self.emit(self._when["stale"], now)
         if due.burst:
             self.emit(self._when["burst"], now)
         if due.periodic:

@@ -138,14 +138,17 @@ class BatteryState:
     # part is a function of its own frame only (it is handed nothing else), so a value that
     # needs two frames cannot end up cached in one of them: it belongs in the combined part.
 
+    def _frame_part(self, kind: str) -> dict[str, Any]:
+        if kind == "cells":
+            return _cells_part(self.cells, self.summary, self.seen.get("cells"))
+        if kind == "status":
+            return _status_part(self.status, self.seen.get("status"))
+        return _impedances_part(
+            self.impedances, self.cell_impedances, self.impedance_total, self.seen.get("impedances")
+        )
+
     def _frame_parts(self) -> dict[str, dict[str, Any]]:
-        return {
-            "cells": _cells_part(self.cells, self.summary, self.seen.get("cells")),
-            "status": _status_part(self.status, self.seen.get("status")),
-            "impedances": _impedances_part(
-                self.impedances, self.cell_impedances, self.impedance_total, self.seen.get("impedances")
-            ),
-        }
+        return {kind: self._frame_part(kind) for kind in self._changed_parts}
 
     def _combined_part(self, extra: dict[str, Any] | None) -> dict[str, Any]:
         """Values that depend on more than one frame, and the caller's extras."""
@@ -166,11 +169,9 @@ class BatteryState:
     def document_json(self, extra: dict[str, Any] | None = None) -> str:
         """:meth:`document` as JSON, reusing each frame type's part as encoded on arrival."""
         parts = self._encoded
-        changed = [kind for kind, flag in self._changed_parts.items() if flag]
-        if changed:
-            fresh = self._frame_parts()
-            for kind in changed:
-                parts[kind] = _encode(fresh[kind])[1:-1]
+        for kind, changed in self._changed_parts.items():
+            if changed:  # only the part whose frame has arrived is made and encoded again
+                parts[kind] = _encode(self._frame_part(kind))[1:-1]
                 self._changed_parts[kind] = False
         return (
             f"{{{parts['cells']},{parts['status']},{parts['impedances']},{_encode(self._combined_part(extra))[1:-1]}}}"
