@@ -1,6 +1,6 @@
-"""A real Node-RED for the flows' tests: from the npm registry (the README's
-``npm install --prefix .node-red ...``, or ``$CHARGERY_NODE_RED``), on a free loopback
-port with its own user directory, flows deployed through its admin API.
+"""A real Node-RED for the flows' tests: from the npm registry (``.ci/run``'s
+``npm install --prefix ...``, linked as ``.node-red``, or ``$CHARGERY_NODE_RED``), on a
+free loopback port with its own user directory, flows deployed through its admin API.
 
 Node-RED's rules used here, from its own source (node_modules/...):
 - ``@node-red/editor-api/lib/admin/flows.js``: ``POST /flows`` takes the flow array as
@@ -48,7 +48,7 @@ def node_red_home() -> Path:
 
 def dashboard_version(home: Path) -> str:
     """The version of the FlowFuse dashboard installed beside Node-RED (``.ci/run`` and the
-    README install it); missing, skip, or fail when ``CI`` is set."""
+    docs/node-red.md install it); missing, skip, or fail when ``CI`` is set."""
     package = home.parent / DASHBOARD_PACKAGE / "package.json"
     if package.is_file():
         version: str = json.loads(package.read_text())["version"]

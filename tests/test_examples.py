@@ -1,4 +1,4 @@
-"""The files users copy: the Node-RED flows and the README's promises."""
+"""The files users copy: the Node-RED flows, and the settings reference's promises."""
 
 from __future__ import annotations
 
@@ -31,14 +31,14 @@ def test_node_red_flow_is_importable_and_reads_state() -> None:
             assert node["z"] in ids
 
 
-def test_readme_documents_every_setting_and_topic() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_settings_reference_documents_every_setting_and_topic() -> None:
+    reference = (ROOT / "docs" / "settings.md").read_text()
     for field in SETTINGS_FIELDS:
-        assert f"CHARGERY_{field.name.upper()}" in readme, field.name
+        assert f"CHARGERY_{field.name.upper()}" in reference, field.name
         if field.metadata["flag"]:
-            assert f"--{field.name.replace('_', '-')}" in readme, field.name
+            assert f"--{field.name.replace('_', '-')}" in reference, field.name
     for topic in LEGACY_TOPICS:
-        assert f"`{topic}`" in readme, topic
+        assert f"`{topic}`" in reference, topic
 
 
 EMBED = ROOT / "examples" / "node-red" / "embed.py"

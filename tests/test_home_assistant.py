@@ -363,7 +363,7 @@ def test_cell_health_entities_the_blueprint_and_the_dashboard(env: Env, bmses: l
 def test_a_device_from_an_older_chargery_takes_the_new_ids_with_recreate_entity_ids(
     env: Env, bmses: list[Bms], tmp_path: Path
 ) -> None:
-    """The README's upgrade path. Before, entity ids came from the device's name and the
+    """docs/home-assistant.md's upgrade path. Before, entity ids came from the device's name and the
     cells were disabled; Home Assistant keeps both for a device it knows, whatever discovery
     proposes now. Its device page's "Recreate entity IDs" (home-assistant/frontend
     src/data/regenerate_entity_ids.ts: config/entity_registry/get_automatic_entity_ids for

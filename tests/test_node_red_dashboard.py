@@ -3,7 +3,7 @@ real Node-RED with the FlowFuse dashboard package from the npm registry, the flo
 unmodified but for the broker port, a real mosquitto, the real daemon reading a
 pseudo-terminal BMS, and the page opened in Debian's headless Chromium driven by
 Playwright. Everything is asserted from the page's DOM; screenshots are saved beside the
-test's files (and into docs/ with ``CHARGERY_SCREENSHOTS=docs``, for the README).
+test's files (and into docs/ with ``CHARGERY_SCREENSHOTS=docs``, for docs/node-red.md).
 
 The dashboard's rules used here, from its source (FlowFuse/node-red-dashboard):
 - ``ui/src/layouts/Group.vue``: each widget is ``#nrdb-ui-widget-<node id>``, and a widget
@@ -21,7 +21,7 @@ The dashboard's rules used here, from its source (FlowFuse/node-red-dashboard):
   dashboard's service worker and says nothing about the battery, so "offline" is read from
   the page's own ``data-state``, never from text.
 
-Timing promises checked here are those of the README's Node-RED section.
+Timing promises checked here are those of docs/node-red.md.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ GAUGE_ID = next(n["id"] for n in FLOW if n["type"] == "ui-gauge")
 CHART_ID = next(n["id"] for n in FLOW if n["type"] == "ui-chart")
 MAX_AGE = 3  # CHARGERY_MAX_AGE for this Node-RED: the flow reads it from the environment
 STALE_AFTER = 2  # the daemon's --stale-after
-# The README's promises: the page is offline this soon after...
+# docs/node-red.md's promises: the page is offline this soon after...
 WITHIN_STOP = 5  # ...chargery stops or dies
 WITHIN_SILENCE = STALE_AFTER + 5  # ...the BMS goes silent (--stale-after + 5 s)
 WITHIN_NO_DATA = MAX_AGE + 5  # ...no state comes for another reason (CHARGERY_MAX_AGE + 5 s)
@@ -231,7 +231,7 @@ def test_every_cell_as_the_bms_sent_it(
     assert ["highest cell", max(mv) / 1000] in chart and ["lowest cell", min(mv) / 1000] in chart
 
     dashboard.screenshot(f"live-{count}-cells")
-    if count == 16 and os.environ.get("CHARGERY_SCREENSHOTS") == "docs":  # the README's, without toasts
+    if count == 16 and os.environ.get("CHARGERY_SCREENSHOTS") == "docs":  # the docs' picture, without toasts
         for button in dashboard.page.query_selector_all(".nrdb-ui-notification button"):
             button.click()
         dashboard.wait(lambda p: not p["notifications"], 10, "the notifications closed")

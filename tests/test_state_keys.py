@@ -1,5 +1,5 @@
 """The `state` document's keys are defined once (chargerybms.state.STATE_KEYS); whatever
-names them elsewhere (Home Assistant discovery, the Node-RED flows, the README's table)
+names them elsewhere (Home Assistant discovery, the Node-RED flows, the table in docs/settings.md)
 is checked against that list, so a renamed key breaks a test, not a user's screen. And
 the per-frame cache of the document cannot go stale."""
 
@@ -42,9 +42,9 @@ def test_the_node_red_flows_read_only_defined_keys() -> None:
     assert read <= set(STATE_KEYS), read - set(STATE_KEYS)
 
 
-def test_the_readme_table_lists_every_key_and_no_other() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### The `state` document", 1)[1].split("\n#", 1)[0]
+def test_the_settings_reference_table_lists_every_key_and_no_other() -> None:
+    reference = (ROOT / "docs" / "settings.md").read_text()
+    section = reference.split("### The `state` document", 1)[1].split("\n#", 1)[0]
     first_column = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
     listed = [name for cell in first_column for name in re.findall(r"`(\w+)`", cell)]
     assert sorted(listed) == sorted(STATE_KEYS)
