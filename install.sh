@@ -129,6 +129,9 @@ do_install() {
         done
     fi
     install_file 644 "$SRC/README.md" "$PREFIX/README.md"
+    for f in "$SRC"/docs/*.md "$SRC"/docs/*.png; do  # the manual the README links to (the unit's Documentation=)
+        install_file 644 "$f" "$PREFIX/docs/$(basename "$f")"
+    done
     install_file 644 "$SRC/chargery.service" "$UNITDIR/chargery.service"
     install_file 644 "$SRC/chargery@.service" "$UNITDIR/chargery@.service"
     if [ "$venv" = yes ]; then

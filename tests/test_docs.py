@@ -5,7 +5,10 @@ once, in pyproject.toml."""
 
 from __future__ import annotations
 
+import ast
+import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -111,3 +114,106 @@ def test_the_project_address_is_written_once_in_pyproject() -> None:
         text = document.read_text(encoding="utf-8")
         for url in re.findall(r"https://(?:github\.com|raw\.githubusercontent\.com)/[\w.-]+/chargery\b", text):
             assert url.endswith(owner_name), (document.name, url)
+
+
+def test_install_sh_ships_the_pages_and_pictures_the_readme_links_to(tmp_path: Path) -> None:
+    """The unit's Documentation= is the installed README: its docs/ links work there too."""
+    env = {k: v for k, v in os.environ.items() if k != "DESTDIR"} | {"DESTDIR": str(tmp_path)}
+    subprocess.run(["sh", str(ROOT / "install.sh")], env=env, capture_output=True, text=True, check=True)
+    installed = tmp_path / "opt" / "chargery"
+    wanted = [target.partition("#")[0] for target in links(installed / "README.md") if target.startswith("docs/")]
+    assert "docs/dashboard.png" in wanted and "docs/settings.md" in wanted
+    missing = [target for target in wanted if (ROOT / target).is_file() and not (installed / target).is_file()]
+    assert not missing, missing
+
+
+# --- the code map in CONTRIBUTING.md against the tree ---------------------------------------
+
+NAME = re.compile(r"[\w.-]+(?:\.py|/)")
+
+
+def code_map() -> dict[str, int]:
+    """Each path the map names (relative to the repository) and its line, top to bottom."""
+    text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    block = text.split("## The code map", 1)[1].split("```\n", 2)[1]
+    named: dict[str, int] = {}
+    folders: list[str] = []  # the folder open at each depth
+    for number, line in enumerate(block.splitlines()):
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        words = line.split()
+        names = []
+        for word in words:
+            if not NAME.fullmatch(word):
+                break
+            names.append(word)
+        if not names:  # a description carried over to the next line
+            continue
+        del folders[depth:]
+        for name in names:
+            path = "".join(folders) + name
+            named[path.rstrip("/")] = number
+        if names[-1].endswith("/"):
+            folders.append(names[-1])
+    return named
+
+
+def imports(module: Path) -> set[Path]:
+    """The package's modules a module imports when it runs (not those for type hints only)."""
+    package = ROOT / "chargerybms"
+    here = module.parent
+    found: set[Path] = set()
+
+    def resolve(base: Path, dotted: str | None) -> Path:
+        return base.joinpath(*dotted.split(".")) if dotted else base
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = here
+            for _ in range(node.level - 1):
+                base = base.parent
+            target = resolve(base, node.module)
+            for alias in node.names:
+                candidates = [target / alias.name, target]
+                for candidate in candidates:
+                    if candidate.with_suffix(".py").is_file():
+                        found.add(candidate.with_suffix(".py"))
+                        break
+                    if (candidate / "__init__.py").is_file():
+                        found.add(candidate)
+                        break
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(module.read_text(encoding="utf-8")))
+    return found - {package, module}
+
+
+def test_the_code_map_names_every_module_and_only_what_exists() -> None:
+    named = code_map()
+    assert "chargerybms/protocol.py" in named and "chargerybms/registry.py" in named
+    missing = [path for path in named if not (ROOT / path).exists()]
+    assert not missing, f"on the map but not in the tree: {missing}"
+    package = ROOT / "chargerybms"
+    modules = [p for p in package.rglob("*.py") if p.name != "__init__.py" and "__pycache__" not in p.parts]
+    folders = [p for p in package.rglob("*") if p.is_dir() and p.name != "__pycache__"]
+    paths = [p.relative_to(ROOT).as_posix() for p in [*modules, *folders]]
+    unnamed = [path for path in paths if path not in named]
+    assert not unnamed, f"in the tree but not on the map: {unnamed}"
+
+
+def test_no_import_points_up_the_code_map() -> None:
+    named = code_map()
+    upward = []
+    for module in (ROOT / "chargerybms").rglob("*.py"):
+        if "__pycache__" in module.parts:
+            continue
+        me = module.parent if module.name == "__init__.py" else module
+        rank = named.get(me.relative_to(ROOT).as_posix(), 0) if me != ROOT / "chargerybms" else 0
+        for target in imports(module):  # a module missing from the map: the test above says so
+            if named.get(target.relative_to(ROOT).as_posix(), rank) < rank:
+                upward.append(f"{me.relative_to(ROOT)} imports {target.relative_to(ROOT)}")
+    assert not upward, upward

@@ -109,7 +109,7 @@ BASE_ENTITIES: Final = (
 # see chargerybms/outputs/ha_view.py): a value goes out when it has moved by more than its band, at
 # most once every `every` seconds, and, whatever it did, once it is --ha-max-age old. Each
 # value that goes out is a row in Home Assistant's recorder: bench/ha_recorder.py measures
-# what this table costs (README, "Home Assistant"). Values not listed (text, flags,
+# what this table costs (docs/home-assistant.md). Values not listed (text, flags,
 # counters) go out as they change. Bands: what a dashboard shows (a few times the BMS's
 # resolution); `every`: 5 s for power and current, 10 s for the rest, 15 s for the cells
 # (the most rows: bench/ha_recorder.py on the physical simulator).
