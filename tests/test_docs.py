@@ -72,6 +72,27 @@ def test_every_relative_link_and_image_resolves(document: Path) -> None:
     assert not broken, broken
 
 
+FILE_NAMED = re.compile(
+    r"(?<![\w/.])((?:chargerybms|bench|examples|tests|docs|\.ci)/[\w./@-]*\.(?:py|sh|md|json|yaml|js|vue|png))\b"
+)
+
+
+def test_every_file_the_documents_name_exists() -> None:
+    """A module or script named in prose (`chargerybms/outputs/discovery.py`, `bench/...`):
+    a file that moved is renamed here too. Links are the test above."""
+    stale = []
+    for document in DOCUMENTS:
+        for name in FILE_NAMED.findall(links_free(document)):
+            if not (ROOT / name).exists():
+                stale.append(f"{document.relative_to(ROOT)}: {name}")
+    assert not stale, stale
+
+
+def links_free(document: Path) -> str:
+    """The text without its links' targets (those are checked as links)."""
+    return LINK.sub(" ", document.read_text(encoding="utf-8"))
+
+
 def test_the_link_checker_sees_a_broken_link_an_image_and_a_fragment(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text(
