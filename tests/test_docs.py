@@ -238,3 +238,26 @@ def test_no_import_points_up_the_code_map() -> None:
             if named.get(target.relative_to(ROOT).as_posix(), rank) < rank:
                 upward.append(f"{me.relative_to(ROOT)} imports {target.relative_to(ROOT)}")
     assert not upward, upward
+
+
+def _log_formats() -> list[re.Pattern[str]]:
+    """Every %-format string the package logs with, as a pattern over its output."""
+    patterns = []
+    for module in (ROOT / "chargerybms").rglob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and "%" in node.value:
+                parts = re.split(r"%(?:\.\d+)?[sdf]", node.value)
+                if not re.search(r"[a-z]{3}", parts[0]):  # "%s", "%s: %s": would match any line
+                    continue
+                patterns.append(re.compile(".+".join(re.escape(part) for part in parts)))
+    return patterns
+
+
+def test_the_healthy_log_in_the_readme_is_what_the_daemon_logs() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("**The log.**", 1)[1].split("```\n", 2)[1]
+    lines = [line.removeprefix("INFO ") for line in block.splitlines()]
+    assert len(lines) == 4 and all(line != "" for line in lines)
+    formats = _log_formats()
+    unknown = [line for line in lines if not any(f.fullmatch(line) for f in formats)]
+    assert not unknown, unknown
