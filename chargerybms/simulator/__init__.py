@@ -23,7 +23,7 @@ byte stream (``tests/test_simulator_stream.py`` pins it).
 
 from __future__ import annotations
 
-from .bms import MODELS, SimulatedBms
+from .bms import SimulatedBms
 from .encoder import FIRMWARES
 from .faults import DEFAULT_SEVERITY, FAULT_KINDS, Fault, parse_fault
 from .pack import ocv_mv
@@ -37,7 +37,6 @@ __all__ = [
     "FAULT_KINDS",
     "FIRMWARES",
     "HOT_CUTOFF_C",
-    "MODELS",
     "Fault",
     "SimulatedBms",
     "SimulatedPort",

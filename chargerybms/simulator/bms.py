@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from typing import Final
 
-from ..protocol import SPACER
+from ..protocol import MODELS, SPACER
 from .encoder import Encoder
 from .faults import Fault, parse_fault
 from .load import START_SOC, Load, Phase
 from .pack import Pack
 from .protection import Protection
-
-MODELS: Final = (8, 16, 24)
 
 
 class SimulatedBms:
