@@ -62,18 +62,19 @@ def test_frames_asked_out_of_order_are_pinned() -> None:
 
 
 def test_what_the_pack_exposes_is_pinned() -> None:
-    """The readings the benches and tests take from the simulator besides its bytes."""
+    """The readings the benches and tests take from the simulator besides its bytes (they
+    were all the simulator's own attributes before it was split)."""
     bms = SimulatedBms(8, seed=11, cycle=240, fault="low-capacity:4")
     bms.advance_to(500)
     seen = (
         [round(r, 9) for r in bms.cell_resistance],
-        [round(c, 6) for c in bms.cell_capacity],
-        round(bms.soc, 6),
-        bms.mode,
-        bms.current,
-        bms.cell_millivolts(),
-        bms.charge_protection,
-        bms.discharge_protection,
+        [round(c, 6) for c in bms.pack.cell_capacity],
+        round(bms.protection.soc, 6),
+        bms.protection.mode,
+        bms.protection.current,
+        bms.protection.cell_millivolts(),
+        bms.protection.charge_protection,
+        bms.protection.discharge_protection,
         bms.cutoffs,
         bms.cycles,
     )

@@ -109,7 +109,7 @@ class SimulatedBms:
                     yield SPACER
             self.t += 1
 
-    # --- what tests and benches look at -----------------------------------------------
+    # --- what tests and benches look at (the rest: ``pack``, ``load``, ``protection``) ---
 
     @property
     def cycles(self) -> int:
@@ -122,33 +122,6 @@ class SimulatedBms:
         return self.protection.cutoffs
 
     @property
-    def current(self) -> float:
-        return self.protection.current
-
-    @property
-    def mode(self) -> int:
-        return self.protection.mode
-
-    @property
-    def soc(self) -> float:
-        return self.protection.soc
-
-    @property
-    def charge_protection(self) -> bool:
-        return self.protection.charge_protection
-
-    @property
-    def discharge_protection(self) -> bool:
-        return self.protection.discharge_protection
-
-    @property
-    def cell_capacity(self) -> list[float]:
-        return self.pack.cell_capacity
-
-    @property
     def cell_resistance(self) -> list[float]:
+        """Each cell's true resistance (mOhm), what the BMS's impedances estimate."""
         return self.pack.cell_resistance
-
-    def cell_millivolts(self) -> list[int]:
-        """One cells reading as the BMS sends it: every slot, mV."""
-        return self.protection.cell_millivolts()
