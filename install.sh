@@ -118,8 +118,9 @@ do_install() {
     fi
 
     install_file 755 "$SRC/chargery.py" "$PREFIX/chargery.py"
-    for f in "$SRC"/chargerybms/*.py; do
-        install_file 644 "$f" "$PREFIX/chargerybms/$(basename "$f")"
+    # The package with its subpackages (views/, ...).
+    for f in $(cd "$SRC" && find chargerybms -name '*.py' ! -path '*/__pycache__/*' | sort); do
+        install_file 644 "$SRC/$f" "$PREFIX/$f"
     done
     install_file 644 "$SRC/README.md" "$PREFIX/README.md"
     install_file 644 "$SRC/chargery.service" "$UNITDIR/chargery.service"

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from .health import HealthEngine
-from .health_store import health_path, read
 from .offline import READ_SIZE, InputError, hex_to_bytes
 from .protocol import CellsFrame, Framer, StatusFrame
+from .views.health.engine import HealthEngine
+from .views.health.report import report
+from .views.health.store import health_path, read
 
 KIND_WORDS = {
     "capacity": "has less capacity than the rest",
@@ -57,13 +58,13 @@ def run_capture(source: BinaryIO, *, as_hex: bool, cell_limit: int | None) -> Ca
             if isinstance(frame, StatusFrame):
                 statuses += 1
                 second = float(statuses - 1)
-            tops, bottoms = engine.tops_total, engine.bottoms_total
+            tops, bottoms = engine.capacity.tops_total, engine.capacity.bottoms_total
             for event in engine.feed(frame, second, second):
                 if event["type"] == "cutoff":
                     run.cutoffs.append({**event, "time": None, "offset": offset, "second": second})
-            if engine.tops_total != tops:
+            if engine.capacity.tops_total != tops:
                 run.tops.append(second)
-            if engine.bottoms_total != bottoms:
+            if engine.capacity.bottoms_total != bottoms:
                 run.bottoms.append(second)
             if isinstance(frame, CellsFrame):
                 run.times.append(second)
@@ -75,7 +76,7 @@ def run_capture(source: BinaryIO, *, as_hex: bool, cell_limit: int | None) -> Ca
 def report_document(
     engine: HealthEngine, *, source: str, wall: float | None, cutoffs: list[dict[str, Any]] | None
 ) -> dict[str, Any]:
-    doc = engine.report(wall)
+    doc = report(engine, wall)
     doc["source"] = source
     if cutoffs is not None:  # a capture: places are byte offsets and seconds, not times
         doc["cutoffs"] = cutoffs

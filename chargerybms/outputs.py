@@ -122,7 +122,7 @@ def registry() -> Sequence[Factory]:
 def build_views(settings: Settings) -> list[View]:
     """The views these settings switch on, in the order their keys appear in ``state``."""
     from .energy import energy_view
-    from .health_store import health_view
+    from .views.health.store import health_view
 
     return [v for v in (energy_view(settings), health_view(settings)) if v is not None]
 

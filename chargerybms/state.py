@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from .energy import FIELDS as ENERGY_FIELDS
-from .health import FIELDS as HEALTH_FIELDS
 from .outputs import Output, Timing, World
 from .protocol import CellsFrame, Frame, ImpedancesFrame, StatusFrame
+from .views.health.store import FIELDS as HEALTH_FIELDS
 
 if TYPE_CHECKING:
     from .config import Settings

@@ -150,9 +150,9 @@ def run_blueprint(document: Any, prefix: str = "chargerybms", **choices: bool) -
 
 
 def engine_events() -> list[dict[str, Any]]:
-    from chargerybms.health import HealthEngine
     from chargerybms.protocol import decode_frame
     from chargerybms.simulator import SimulatedBms
+    from chargerybms.views.health.engine import HealthEngine
 
     events: list[dict[str, Any]] = []
     for fault in ("low-capacity:7", "temperature"):

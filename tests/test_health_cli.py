@@ -13,10 +13,10 @@ import pytest
 from helpers import IN_CI
 
 from chargerybms.cli import main
-from chargerybms.health import HealthEngine
-from chargerybms.health_store import HealthStore, health_path
 from chargerybms.protocol import decode_frame
 from chargerybms.simulator import SimulatedBms
+from chargerybms.views.health.engine import HealthEngine
+from chargerybms.views.health.store import HealthStore, health_path
 
 
 def capture(path: Path, fault: str | None, seconds: int = 4200, seed: int = 3) -> bytes:
