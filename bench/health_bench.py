@@ -143,7 +143,9 @@ def run_pack(
         if bms.cycles != seen_cycle:
             seen_cycle = bms.cycles
             v = engine.verdict()
-            per_cycle.append({"cell": v.cell, "warning": v.warning, "kind": v.kind})
+            # The place named: the cell, or for a loose balance lead (blamed on no cell) the
+            # lower of its two cells, as the planted fault gives it.
+            per_cycle.append({"cell": v.place, "warning": v.warning, "kind": v.kind})
             if seen_cycle > cycles:
                 break
     judge_cutoffs(bms, reported, figures)

@@ -27,7 +27,6 @@ KIND_WORDS = {
     "capacity": "has less capacity than the rest",
     "resistance": "has a high resistance (the cell or its connection)",
     "impedance": "has a high impedance",
-    "balance_lead": "has a loose balance lead to its neighbour",
 }
 
 
@@ -117,11 +116,14 @@ def text_report(doc: dict[str, Any], *, capture: bool) -> str:
     if doc["top_spread"] is not None:
         lines.append(f"Spread at the last top of charge: {doc['top_spread'] * 1000:.0f} mV.")
     lines.append("")
-    weakest = doc["weakest_cell"]
-    if weakest is None:
+    weakest, lead = doc["weakest_cell"], doc.get("balance_lead")
+    level = "WARNING" if doc["warning"] else "not yet a warning"
+    if lead:  # a wiring fault, blamed on no cell
+        lines.append(f"Verdict: the balance lead between cells {lead[0]} and {lead[1]} is loose ({level}). Why:")
+        lines += [f"  - {e}" for e in doc["evidence"]]
+    elif weakest is None:
         lines.append("Verdict: no cell stands out.")
     else:
-        level = "WARNING" if doc["warning"] else "not yet a warning"
         lines.append(f"Verdict: cell {weakest} {KIND_WORDS.get(doc['kind'], 'stands out')} ({level}). Why:")
         lines += [f"  - {e}" for e in doc["evidence"]]
     lines.append("")

@@ -23,7 +23,7 @@ class Reading:
 class Verdict:
     """What one part of the evidence (or all of it, judged) says."""
 
-    cell: int | None  # 1-based; None: no cell stands out
+    cell: int | None  # 1-based; None: no cell is blamed (none stands out, or a balance lead)
     warning: bool
     kind: str | None  # capacity / resistance / impedance / balance_lead
     evidence: list[str]

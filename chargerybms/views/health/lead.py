@@ -49,7 +49,7 @@ class BalanceLeadDetector:
         self.events = [e * LEAD_FADE for e in self.events]
 
     def suspect(self) -> Verdict | None:
-        """One lead with most of the pack's jumps (named by the lower of its two cells)."""
+        """One lead with most of the pack's jumps; never a cell (the cells may be fine)."""
         if not self.events:
             return None
         top = max(self.events)
@@ -63,4 +63,4 @@ class BalanceLeadDetector:
             f"cells {k + 1} and {k + 2} jumped in opposite directions with a steady sum ({top:.0f} times "
             f"recently): the balance lead between them is loose, the cells may be fine"
         ]
-        return Verdict(k + 1, top >= LEAD_WARN, "balance_lead", evidence, top / LEAD_WARN, lead=k + 1)
+        return Verdict(None, top >= LEAD_WARN, "balance_lead", evidence, top / LEAD_WARN, lead=k + 1)

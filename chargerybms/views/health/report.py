@@ -35,6 +35,7 @@ def report(engine: HealthEngine, wall: float | None = None) -> dict[str, Any]:
         age = max(0.0, round(wall - impedance.wall, 1))
     return {
         "weakest_cell": v.cell,
+        "balance_lead": [v.lead, v.lead + 1] if v.lead is not None else None,
         "warning": v.warning,
         "kind": v.kind,
         "evidence": list(v.evidence),

@@ -40,7 +40,8 @@ FIELDS: Final = (
 
 
 def state_fields(engine: HealthEngine) -> dict[str, Any]:
-    """The ``state`` document's cell-health keys."""
+    """The ``state`` document's cell-health keys. A loose balance lead names no cell
+    (``weakest_cell`` null): the evidence names the lead."""
     v = engine.verdict()
     history = engine.cutoffs.history
     last = history[-1] if history else None

@@ -2,8 +2,9 @@
 said once when it becomes strong.
 
 A warning outranks a mere suspicion; what else points at the same cell is added to the
-evidence. A loose balance lead's two cells are left out of the other suspicions (a lead's
-jumps read as a cell's faults).
+evidence. A loose balance lead is blamed on no cell: its two cells are left out of the
+other suspicions (a lead's jumps read as a cell's faults), and the verdict names the lead,
+not a cell.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ def judge(lead: Verdict | None, capacity: Verdict | None, sag: Verdict | None, i
     best = max(candidates, key=lambda c: (c.warning, c.score))  # a warning outranks a mere suspicion
     evidence = list(best.evidence)
     for other in candidates:  # what else points at the same cell
-        if other is not best and other.cell == best.cell:
+        if other is not best and other.cell is not None and other.cell == best.cell:
             evidence += other.evidence
-    warning = any(c.warning for c in candidates if c.cell == best.cell)
+    warning = any(c.warning for c in candidates if c.cell == best.cell)  # a lead: itself alone
     return Verdict(best.cell, warning, best.kind, evidence, best.score, lead=best.lead)
 
 
@@ -53,10 +54,10 @@ class Announcer:
         if self.announced == key:
             return False, None
         self.announced = key
-        what = WORDS.get(v.kind or "", "stands out")
-        if v.kind == "balance_lead":
-            what = f"and cell {(v.cell or 0) + 1} have a loose balance lead between them"
-        message = f"cell {v.cell} {what}: {v.evidence[0]}"
+        if v.kind == "balance_lead" and v.lead is not None:
+            message = f"the balance lead between cells {v.lead} and {v.lead + 1}: {v.evidence[0]}"
+        else:
+            message = f"cell {v.cell} {WORDS.get(v.kind or '', 'stands out')}: {v.evidence[0]}"
         event = {
             "type": "health_warning",
             "message": message,
