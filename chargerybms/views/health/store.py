@@ -21,10 +21,10 @@ from .codec import from_json, to_json
 from .engine import HealthEngine
 
 if TYPE_CHECKING:
+    from ...base import Event
+    from ...battery import BatteryState
     from ...config import Settings
-    from ...outputs import Event
     from ...protocol import Frame
-    from ...state import BatteryState
 
 #: Its keys in the ``state`` document (:func:`state_fields`).
 FIELDS: Final = (
@@ -120,7 +120,7 @@ class HealthStore:
 
 
 class HealthView:
-    """The cell-health engine as one of the daemon's views (:class:`~chargerybms.outputs.View`):
+    """The cell-health engine as one of the daemon's views (:class:`~chargerybms.base.View`):
     fed every frame, its verdict in ``state``, cut-offs and new warnings as events, its
     evidence kept in the state directory."""
 
@@ -150,7 +150,7 @@ class HealthView:
 def health_view(settings: Settings) -> HealthView | None:
     if not settings.cell_health:
         return None
-    from ...energy import default_state_dir
+    from ..energy import default_state_dir
 
     simulated = settings.demo and settings.state_dir is None  # simulated evidence is not kept
     path = None if simulated else health_path(default_state_dir(settings.state_dir), settings.resolved_device_id)

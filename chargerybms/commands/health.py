@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from .offline import READ_SIZE, InputError, hex_to_bytes
-from .protocol import CellsFrame, Framer, StatusFrame
-from .views.health.engine import HealthEngine
-from .views.health.report import report
-from .views.health.store import health_path, read
+from ..protocol import CellsFrame, Framer, StatusFrame
+from ..views.health.engine import HealthEngine
+from ..views.health.report import report
+from ..views.health.store import health_path, read
+from .decode import READ_SIZE, InputError, hex_to_bytes
 
 KIND_WORDS = {
     "capacity": "has less capacity than the rest",
@@ -158,7 +158,7 @@ def text_report(doc: dict[str, Any], *, capture: bool) -> str:
 def evidence_candidates(state_dir: str | None, device_id: str) -> list[Path]:
     """Where the evidence may be: the configured (or default) state directory, and when
     none is configured, the service's (/var/lib/chargery, /var/lib/chargery/<instance>)."""
-    from .energy import default_state_dir
+    from ..views.energy import default_state_dir
 
     paths = [health_path(default_state_dir(state_dir), device_id)]
     if not state_dir:
