@@ -104,6 +104,16 @@ def _writable_file(path: str) -> str | None:
     return None if writable and not target.is_dir() else f"cannot write {path}"
 
 
+def _bank_members(text: str) -> str | None:
+    from .bank.rules import parse_members  # pure; only when members are named
+
+    try:
+        parse_members(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting, one field each. None is unset: the help says what that means."""
@@ -179,6 +189,25 @@ class Settings:
         kind=float,
         check=lambda ah: None if ah > 0 else f"{ah:g} is negative (give the capacity in Ah, or 0 for unset)",
         meta="AH",
+    )
+    # A bank of packs in parallel (`chargery.py bank`): its own settings, so that the
+    # daemon's (topic prefix, Victron) in the same settings block never leak into it.
+    bank_members: str | None = _opt(
+        None,
+        "the members' topic prefixes, each optionally with its capacity (PREFIX=AH), separated by commas "
+        "(the bank command's --member, once per pack)",
+        kind=str,
+        check=_bank_members,
+        flag=False,
+    )
+    bank_prefix: str = _opt("chargerybank", "topic prefix of the bank", check=_topic, flag=False)
+    bank_name: str = _opt("Battery bank", "the bank's device name in Home Assistant", flag=False)
+    bank_victron: str | None = _opt(
+        None,
+        f"publish the bank as one battery for a Venus OS driver: {' or '.join(VICTRON_FORMATS)} (default: off)",
+        kind=str,
+        check=_one_of(VICTRON_FORMATS, " (or empty for off)"),
+        flag=False,
     )
     # Home Assistant
     ha_discovery: bool = _opt(True, "announce the BMS to Home Assistant (MQTT discovery)")
