@@ -184,7 +184,7 @@ class Bank:
         for m, before, after in zip(self.members, self._reasons, reasons, strict=True):
             if before != after:
                 if after is None:
-                    LOG.info("bank: %s is live: counted again", m.spec.prefix)
+                    LOG.info("bank: %s is live: counted in the bank", m.spec.prefix)
                 elif before is None:
                     LOG.warning("bank: %s left out of the bank: %s", m.spec.prefix, after)
         self._reasons = reasons
