@@ -140,6 +140,7 @@ class BankHa:
         self.prefix = prefix
         self.members = list(members)
         self.view = HaView(_bank_rules(members), max_age)
+        self._live: tuple[bool, ...] = ()
 
     @property
     def topic(self) -> str:
@@ -166,6 +167,12 @@ class BankHa:
         }
 
     def payload(self, bank: Mapping[str, Any], now: float) -> str:
+        """Held within the deadbands, but nothing held across a pack coming or going: the
+        sums jump then, and the bank's values must follow at once."""
+        live = tuple(p["live"] for p in bank.get("packs") or [])
+        if live != self._live:
+            self.view.reset()
+            self._live = live
         return self.view.payload(ha_document(bank, self.members), now, bank.get("link") == "online")
 
 
