@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from .. import __version__
-from ..dashboard import to_yaml
-from ..discovery import (
+from ..commands.dashboard import to_yaml
+from ..outputs.discovery import (
     AMPERE,
     CELSIUS,
     DEADBANDS,
@@ -35,7 +35,7 @@ from ..discovery import (
     Entity,
     entity_id,
 )
-from ..ha_view import HA_STATE, Band, HaView, Rule
+from ..outputs.ha_view import HA_STATE, Band, HaView, Rule
 from .rules import MemberSpec
 
 

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from .. import __version__
 from ..config import ConfigError, Settings, report
-from ..discovery import Discovery
+from ..outputs.discovery import Discovery
 from ..logs import LOG, setup
 from ..notify import Notifier
 from ..sink import Connected, Sink, SinkEvent, make_sink

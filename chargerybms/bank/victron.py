@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from ..victron import ALARM, OK
+from ..outputs.victron import ALARM, OK
 
 Document = dict[str, Any]
 
