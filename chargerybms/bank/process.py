@@ -34,9 +34,9 @@ from typing import Any, Final
 
 from .. import __version__
 from ..config import ConfigError, Settings, report
-from ..outputs.discovery import Discovery
 from ..logs import LOG, setup
 from ..notify import Notifier
+from ..outputs.discovery import Discovery
 from ..sink import Connected, Sink, SinkEvent, make_sink
 from ..topics import OFFLINE, ONLINE, Topics
 from . import victron
