@@ -4,6 +4,7 @@
 #   sudo ./install.sh                 dependencies from apt (python3-serial, python3-paho-mqtt)
 #   sudo ./install.sh --venv          dependencies from PyPI in /opt/chargery/venv
 #   sudo ./install.sh --udev 0403:6001[:SERIAL]   also a udev rule: the adapter becomes /dev/chargery
+#   sudo ./install.sh --bank          also the bank of packs in parallel (chargery-bank.service)
 #   sudo ./install.sh --uninstall     remove program and units (keeps /etc/chargery and the meters)
 #   sudo ./install.sh --uninstall --purge        ... and remove settings, meters and the user
 #   DESTDIR=/tmp/stage ./install.sh   only write files under /tmp/stage; no apt, no user, no
@@ -22,15 +23,17 @@ SRC="$(cd "$(dirname "$0")" && pwd)"
 
 venv=no
 udev=""
+bank=no
 action=install
 purge=no
 while [ $# -gt 0 ]; do
     case "$1" in
         --venv) venv=yes ;;
+        --bank) bank=yes ;;
         --udev) udev="${2:?--udev needs VENDOR:PRODUCT[:SERIAL], see lsusb}"; shift ;;
         --uninstall) action=uninstall ;;
         --purge) purge=yes ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -131,6 +134,8 @@ do_install() {
     install_file 644 "$SRC/README.md" "$PREFIX/README.md"
     install_file 644 "$SRC/chargery.service" "$UNITDIR/chargery.service"
     install_file 644 "$SRC/chargery@.service" "$UNITDIR/chargery@.service"
+    install_file 644 "$SRC/chargery-bank.service" "$UNITDIR/chargery-bank.service"
+    install_file 644 "$SRC/docs/several-packs.md" "$PREFIX/docs/several-packs.md"
     if [ "$venv" = yes ]; then
         system python3 -m venv "$PREFIX/venv"
         system "$PREFIX/venv/bin/pip" install --upgrade "pyserial>=3.5" "paho-mqtt>=1.6.1,<3"
@@ -138,6 +143,8 @@ do_install() {
         printf '[Service]\nExecStart=\nExecStart=%s/venv/bin/python3 %s/chargery.py\n' "$PREFIX" "$PREFIX" > "$dropin"
         install_file 644 "$dropin" "$UNITDIR/chargery.service.d/venv.conf"
         install_file 644 "$dropin" "$UNITDIR/chargery@.service.d/venv.conf"
+        printf '[Service]\nExecStart=\nExecStart=%s/venv/bin/python3 %s/chargery.py bank\n' "$PREFIX" "$PREFIX" > "$dropin"
+        install_file 644 "$dropin" "$UNITDIR/chargery-bank.service.d/venv.conf"
         rm -f "$dropin"
     fi
 
@@ -169,6 +176,18 @@ do_install() {
     system systemctl daemon-reload
     system systemctl enable chargery.service
     system systemctl restart chargery.service
+    if [ "$bank" = yes ]; then
+        keep_file 640 "$ETC/bank.env" "# The bank (docs/several-packs.md): the members' topic prefixes, PREFIX or PREFIX=AH.
+CHARGERY_BANK_MEMBERS=chargerybms/house,chargerybms/shed
+#CHARGERY_BANK_PREFIX=chargerybank
+#CHARGERY_BANK_VICTRON=serialbattery
+#CHARGERY_MQTT_HOST=127.0.0.1
+"
+        [ -z "$DESTDIR" ] && chgrp "$USER_NAME" "$ETC/bank.env"
+        system systemctl enable chargery-bank.service
+        system systemctl restart chargery-bank.service
+        say "   The bank: $ETC/bank.env   Logs: journalctl -u chargery-bank -f"
+    fi
     say "== done. Settings: $ETC/chargery.env   Logs: journalctl -u chargery -f"
     say "   Check the wiring first: python3 $PREFIX/chargery.py doctor --port /dev/ttyUSB0"
 }
@@ -176,11 +195,11 @@ do_install() {
 do_uninstall() {
     require_root
     say "== chargery: uninstalling from ${DESTDIR:-/}"
-    system systemctl disable --now chargery.service
-    for f in "$UNITDIR/chargery.service" "$UNITDIR/chargery@.service" /etc/udev/rules.d/99-chargery.rules; do
+    system systemctl disable --now chargery.service chargery-bank.service
+    for f in "$UNITDIR/chargery.service" "$UNITDIR/chargery@.service" "$UNITDIR/chargery-bank.service" /etc/udev/rules.d/99-chargery.rules; do
         [ -e "$DESTDIR$f" ] && rm -f "$DESTDIR$f" && say "removed: $f"
     done
-    for d in "$UNITDIR/chargery.service.d" "$UNITDIR/chargery@.service.d" "$PREFIX"; do
+    for d in "$UNITDIR/chargery.service.d" "$UNITDIR/chargery@.service.d" "$UNITDIR/chargery-bank.service.d" "$PREFIX"; do
         [ -e "$DESTDIR$d" ] && rm -rf "$DESTDIR$d" && say "removed: $d"
     done
     system systemctl daemon-reload

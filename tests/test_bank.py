@@ -479,3 +479,53 @@ def test_the_process_sends_the_victron_document_while_the_bank_is_live() -> None
     clock.t += 5
     bank.step(clock())
     assert len(sink.on("chargerybank/victron")) == 1  # none while no pack is live
+
+
+# --- the contracts: what the bank reads of a member, what it publishes --------------------
+
+
+def test_the_bank_reads_only_keys_the_members_state_document_has() -> None:
+    from pathlib import Path
+
+    from chargerybms.bank import rules
+    from chargerybms.registry import STATE_KEYS
+
+    source = Path(rules.__file__).read_text()
+    read = set(re.findall(r'\.get\("(\w+)"\)', source)) | set(rules.PACK_FIELDS) | set(Meters.KEYS)
+    assert {"pack_voltage", "cell_voltages", "capacity_ah", "weakest_cell", "link"} <= read
+    assert read <= set(STATE_KEYS), read - set(STATE_KEYS)
+    assert set(pack_doc(CELLS_A)) <= set(STATE_KEYS)  # the tests' member documents are real ones
+
+
+def test_the_documentation_lists_every_key_of_the_banks_document_and_no_other() -> None:
+    from helpers import ROOT
+
+    text = (ROOT / "docs" / "several-packs.md").read_text()
+    section = text.split("### What each value means", 1)[1].split("\n**State of charge.**", 1)[0]
+    first_column = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    listed = [name for cell in first_column for name in re.findall(r"`(\w+)`", cell)]
+    assert sorted(listed) == sorted(BANK_KEYS)
+    packs = section.split("| `packs` |", 1)[1].split("\n", 1)[0]
+    shown = set(re.findall(r"`(\w+)`", packs))
+    entry = combine(two_packs(), 1.0, STALE)["packs"][0]
+    assert set(entry) == shown - {"null"}, set(entry) ^ shown
+
+
+def test_home_assistant_gets_the_new_sums_at_once_when_a_pack_comes_or_goes() -> None:
+    from chargerybms.bank.ha import BankHa
+    from chargerybms.outputs.discovery import Discovery
+    from chargerybms.topics import Topics
+
+    settings = bank_settings(load({"bank_members": "chargerybms/a,chargerybms/b"}, {}, {}))
+    ha = BankHa(Discovery(settings, Topics(settings.topic_prefix)), "chargerybank", [A, B], 300.0)
+    members = two_packs()
+    members[1].on_link("offline")
+    first = json.loads(ha.payload(combine(members, 0.0, STALE), 0.0))
+    assert first["cell_min"] == 3.29 and first["current"] == 30.0
+    members[1].on_link("online")
+    members[1].on_state(members[1].doc or {}, 1.0)
+    both = json.loads(ha.payload(combine(members, 1.0, STALE), 1.0))  # 1 s later: within every band's hold
+    assert both["cell_min"] == 3.20 and both["current"] == 20.0 and both["members_live"] == 2
+    # Within one membership, values are held as a single pack's are.
+    members[0].on_state(pack_doc(CELLS_A, current=31.0, soc=60, charge_ah=168.0), 2.0)
+    assert json.loads(ha.payload(combine(members, 2.0, STALE), 2.0))["current"] == 20.0

@@ -184,6 +184,13 @@ class Meters:
         return {key: round(total, 3) for key, total in self.totals.items()}
 
 
+#: What ``packs`` shows of each live member, from its own document.
+PACK_FIELDS: Final = (
+    "soc", "current", "power", "pack_voltage", "cell_count", "cell_min", "cell_min_index", "cell_max",
+    "cell_max_index", "cell_delta", "charge_protection", "discharge_protection", "mode",
+)  # fmt: skip
+
+
 def _pack_entry(number: int, member: Member, reason: str | None) -> dict[str, Any]:
     doc = member.doc if reason is None and member.doc is not None else {}
     entry: dict[str, Any] = {
@@ -194,10 +201,7 @@ def _pack_entry(number: int, member: Member, reason: str | None) -> dict[str, An
         "reason": reason,
         "capacity_installed": member.capacity_ah,
     }
-    for key in (
-        "soc", "current", "power", "pack_voltage", "cell_count", "cell_min", "cell_min_index", "cell_max",
-        "cell_max_index", "cell_delta", "charge_protection", "discharge_protection", "mode",
-    ):  # fmt: skip
+    for key in PACK_FIELDS:
         entry[key] = doc.get(key)
     return entry
 
