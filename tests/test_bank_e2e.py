@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from harness import Broker, DaemonProcess, FakeBms, Subscriber
 from helpers import wait_until
+from test_victron import check_mqtt_battery
 
 from chargerybms.simulator import SimulatedBms
 
@@ -139,6 +140,7 @@ def test_a_silent_bms_is_left_out_within_stale_after(
     )  # fmt: skip
     doc(subscriber, f"{BANK}/state", lambda d: d["members_live"] == 2)
     victron = doc(subscriber, f"{BANK}/victron")
+    check_mqtt_battery(victron)  # the single-pack documents' contract
     assert victron["Io"] == {"AllowToCharge": 1, "AllowToDischarge": 1} and "Soc" in victron
     subscriber.clear()
     second_bms.pause()

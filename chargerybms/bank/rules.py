@@ -140,7 +140,7 @@ class Member:
         if self.doc is None or self.doc_at is None:
             return "no state yet"
         if now - self.doc_at > stale_after:
-            return f"no state for {now - self.doc_at:.0f} s"
+            return f"no state for more than {stale_after:g} s"  # steady words: no new document each second
         if self.doc.get("link") == OFFLINE:
             return "BMS silent"
         if _number(self.doc.get("pack_voltage")) is None or not isinstance(self.doc.get("cell_voltages"), list):
