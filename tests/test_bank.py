@@ -550,3 +550,25 @@ def test_a_stale_member_does_not_make_a_new_document_every_moment() -> None:
     clock.t += settings.heartbeat
     bank.step(clock())
     assert len(sink.on("chargerybank/state")) == made + 1
+
+
+def test_the_entities_of_a_pack_no_longer_in_the_bank_are_removed() -> None:
+    clock = Clock()
+    old = RecordingSink()
+    three = bank_settings(load({"bank_members": "a,b,c"}, {}, {}))
+    Bank(three, members_of(three), sink=old, clock=clock).announce(clock())
+    retained = old.retained("homeassistant/device/chargerybank/config")[-1]
+    sink = RecordingSink()
+    two = bank_settings(load({"bank_members": "a,b"}, {}, {}))
+    bank = Bank(two, members_of(two), sink=sink, clock=clock)
+    bank.announce(clock())
+    assert "pack_3_soc" not in json.loads(sink.retained("homeassistant/device/chargerybank/config")[-1])["components"]
+    bank.receive(received("homeassistant/device/chargerybank/config", retained, retained=True), clock())
+    config = json.loads(sink.retained("homeassistant/device/chargerybank/config")[-1])
+    assert config["components"]["pack_3_soc"] == {"p": "sensor"}
+    assert config["components"]["pack_3_live"] == {"p": "binary_sensor"}
+    assert len(config["components"]["pack_2_soc"]) > 1
+    # Our own announcement coming back (not retained) changes nothing.
+    before = len(sink.published)
+    bank.receive(received("homeassistant/device/chargerybank/config", json.dumps(config)), clock())
+    assert len(sink.published) == before

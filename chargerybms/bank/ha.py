@@ -141,6 +141,7 @@ class BankHa:
         self.members = list(members)
         self.view = HaView(_bank_rules(members), max_age)
         self._live: tuple[bool, ...] = ()
+        self.obsolete: dict[str, str] = {}  # component -> platform: announced before, gone now
 
     @property
     def topic(self) -> str:
@@ -163,8 +164,24 @@ class BankHa:
             "availability_mode": "all",
             "state_topic": f"{self.prefix}/{HA_STATE}",
             "qos": 0,
-            "components": {e.key: d.component(e) for e in entities(self.members)},
+            "components": {
+                **{e.key: d.component(e) for e in entities(self.members)},
+                **{key: {"p": platform} for key, platform in self.obsolete.items()},  # Home Assistant removes them
+            },
         }
+
+    def note_retained(self, payload: bytes) -> bool:
+        """Our config as the broker held it when we subscribed: True when it lists entities
+        the bank no longer announces (fewer members than before), i.e. when to announce again."""
+        try:
+            old = json.loads(payload) if payload else {}
+            components = old.get("components") or {}
+            announced = {str(k): str(v.get("p")) for k, v in components.items() if len(v) > 1}
+        except (ValueError, AttributeError):
+            return False
+        current = {e.key for e in entities(self.members)}
+        self.obsolete = {k: p for k, p in announced.items() if k not in current}
+        return bool(self.obsolete)
 
     def payload(self, bank: Mapping[str, Any], now: float) -> str:
         """Held within the deadbands, but nothing held across a pack coming or going: the

@@ -84,7 +84,7 @@ class Bank:
         )
         self._victron = victron.FORMATS.get(settings.bank_victron or "")
         self.victron_topic = f"{self.topics.prefix}/victron"
-        subscriptions = tuple(self._routes) + ((settings.ha_status_topic,) if self.ha else ())
+        subscriptions = tuple(self._routes) + ((settings.ha_status_topic, self.ha.topic) if self.ha else ())
         self.events: queue.SimpleQueue[SinkEvent] = queue.SimpleQueue()
         self.sink = sink or make_sink(
             settings, self.topics, subscriptions, on_event=self.events.put, on_closed=self.stop, clock=clock
@@ -108,6 +108,12 @@ class Bank:
     def receive(self, event: SinkEvent, now: float) -> None:
         if isinstance(event, Connected):
             self.announce(now)
+            return
+        if self.ha is not None and event.topic == self.ha.topic:
+            # Only what the broker held when we subscribed, not the echo of our own announcement.
+            if event.retained and self.ha.note_retained(event.payload):
+                LOG.info("Home Assistant: removing the entities of packs no longer in the bank")
+                self.announce(now)
             return
         if self.ha is not None and event.topic == self.settings.ha_status_topic:
             if event.payload.strip().lower() == ONLINE.encode():
