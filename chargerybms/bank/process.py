@@ -44,7 +44,7 @@ from .ha import BankHa, discovery_messages
 from .rules import Member, MemberSpec, Meters, combine, parse_members
 
 MIN_INTERVAL: Final = 1.0  # seconds between two `state` documents made for new member documents
-WAKE: Final = 0.25  # seconds the loop sleeps at most (liveness is judged this often)
+WAKE: Final = 0.5  # seconds the loop sleeps at most when no message comes (liveness is judged this often)
 VICTRON_EVERY: Final = 1.0
 
 
