@@ -182,11 +182,13 @@ CHARGERY_BANK_MEMBERS=chargerybms/house,chargerybms/shed
 #CHARGERY_BANK_PREFIX=chargerybank
 #CHARGERY_BANK_VICTRON=serialbattery
 #CHARGERY_MQTT_HOST=127.0.0.1
+#CHARGERY_MQTT_USERNAME=chargery
 "
         [ -z "$DESTDIR" ] && chgrp "$USER_NAME" "$ETC/bank.env"
+        # Started once its members are set (try-restart: an upgrade restarts a running bank).
         system systemctl enable chargery-bank.service
-        system systemctl restart chargery-bank.service
-        say "   The bank: $ETC/bank.env   Logs: journalctl -u chargery-bank -f"
+        system systemctl try-restart chargery-bank.service
+        say "   The bank: edit $ETC/bank.env, then: sudo systemctl restart chargery-bank"
     fi
     say "== done. Settings: $ETC/chargery.env   Logs: journalctl -u chargery -f"
     say "   Check the wiring first: python3 $PREFIX/chargery.py doctor --port /dev/ttyUSB0"

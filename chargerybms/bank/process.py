@@ -193,6 +193,8 @@ class Bank:
                     LOG.info("bank: %s is live: counted in the bank", m.spec.prefix)
                 elif before is None:
                     LOG.warning("bank: %s left out of the bank: %s", m.spec.prefix, after)
+                elif before != "never seen":
+                    LOG.info("bank: %s still left out: %s", m.spec.prefix, after)
         self._reasons = reasons
         if not self._never_told and now - self._started >= self.settings.stale_after:
             self._never_told = True
