@@ -308,3 +308,18 @@ def test_the_demo_warns_when_cells_do_not_fit_its_model(tmp_path: Path) -> None:
     _, err, status = run_until(tmp_path, command, lambda lines: any(" cellvolt" in x or "/state " in x for x in lines))
     assert status == 0, err
     assert err.count("cells is 12, but this BMS is a BMS8T with 8 cell slots") == 1, err
+
+
+def test_record_with_demo_records_the_planted_fault(tmp_path: Path) -> None:
+    """`record --demo` records the simulator, so it takes the simulator's fault too."""
+    out = tmp_path / "sick.bin"
+    result = subprocess.run(
+        chargery_cmd("record", str(out), "--demo", "--demo-speed", "20", "--demo-fault", "high-resistance:3",
+                     "--seconds", "2"),
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "with high-resistance:3" in result.stderr
+    decoded = subprocess.run(chargery_cmd("decode", str(out)), capture_output=True, text=True, timeout=30, check=True)
+    impedances = [json.loads(x)["cell_impedances"] for x in decoded.stdout.splitlines() if '"impedances"' in x]
+    assert impedances and all(max(z) == z[2] > 2 * sorted(z)[len(z) // 2] for z in impedances)
