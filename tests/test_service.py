@@ -293,7 +293,9 @@ def checkout_copy(directory: Path) -> Path:
 
 def run_install(source: Path, stage: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DESTDIR"} | {"DESTDIR": str(stage)}
-    return subprocess.run(["sh", str(source / "install.sh"), *args], env=env, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        ["sh", str(source / "install.sh"), *args], env=env, capture_output=True, text=True, check=False
+    )
 
 
 def edit_settings_block(script: Path, lines: dict[str, str]) -> None:
