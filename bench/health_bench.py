@@ -2,7 +2,7 @@
 
     python3 bench/health_bench.py [--packs 100] [--healthy 8] [--days 365] [--quick]
 
-Simulated packs (chargerybms/simulator.py, each seeded: its own cell-to-cell variation,
+Simulated packs (chargerybms/simulator/, each seeded: its own cell-to-cell variation,
 load pattern and noise; 8, 16 or 24 cells of 100, 230 or 280 Ah; firmware V1.26 or V1.25)
 go through their daily cycles (charge, rest, discharge, rest; one simulated day is
 ``--cycle-seconds`` of simulated time, the knees at a real cell's pace) and every frame,
