@@ -324,6 +324,11 @@ def test_an_upgrade_replaces_the_program_and_keeps_the_edited_settings_file(tmp_
     assert env_file.read_text() == "CHARGERY_PORT=/dev/serial/by-id/usb-FTDI-mine\nCHARGERY_CELLS=8\n"
     assert password.read_text() == "s3cret\n"
     assert "kept: /etc/chargery/chargery.env (yours)" in result.stdout
+    # The last words: doctor beside the running service needs it stopped first (it holds the port).
+    assert (
+        "sudo systemctl stop chargery; python3 /opt/chargery/chargery.py doctor --port /dev/ttyUSB0; "
+        "sudo systemctl start chargery"
+    ) in result.stdout
 
 
 def test_settings_edited_into_the_installed_script_are_never_silently_overwritten(tmp_path: Path) -> None:
