@@ -323,3 +323,19 @@ def test_record_with_demo_records_the_planted_fault(tmp_path: Path) -> None:
     decoded = subprocess.run(chargery_cmd("decode", str(out)), capture_output=True, text=True, timeout=30, check=True)
     impedances = [json.loads(x)["cell_impedances"] for x in decoded.stdout.splitlines() if '"impedances"' in x]
     assert impedances and all(max(z) == z[2] > 2 * sorted(z)[len(z) // 2] for z in impedances)
+
+
+def test_demo_with_a_loose_balance_lead_blames_no_cell(tmp_path: Path) -> None:
+    """`--demo-fault balance-lead:5`: the lead between cells 5 and 6 is a wiring fault, not
+    a weak cell: `state` warns with evidence naming the lead and `weakest_cell` null."""
+
+    def warned(lines: list[str]) -> list[dict[str, Any]]:
+        return [s for s in complete_states(lines) if s["health_warning"]]
+
+    demo = chargery_cmd("--demo", "--demo-fault", "balance-lead:5", "--demo-speed", "100", "--no-ha-discovery")
+    lines, err, status = run_until(tmp_path, demo, warned, timeout=120)
+    assert status == 0, err
+    state = warned(lines)[0]
+    assert state["weakest_cell"] is None
+    assert "cells 5 and 6" in state["health_evidence"] and "balance lead" in state["health_evidence"]
+    assert all(s["weakest_cell"] is None for s in complete_states(lines))  # never a cell on the way
