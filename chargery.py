@@ -15,7 +15,9 @@ python3 chargery.py decode|record|doctor|dashboard|health --help
 # systemd's EnvironmentFile=), or pass a flag (--port, --mqtt-host, ...). A flag wins over
 # the environment, which wins over this block. Each line shows the default (None: unset,
 # and the comment says what that means); a name here that is not a setting stops the
-# daemon with a message naming the closest one.
+# daemon with a message naming the closest one. Installed as a service (install.sh), this
+# file is replaced by every upgrade: your settings go into /etc/chargery/chargery.env
+# (see docs/upgrading.md).
 # ---------------------------------------------------------------------------------------
 # PORT = "/dev/ttyUSB0"  # serial device, or a pyserial URL: socket://host:port, rfc2217://...
 # BAUD = 115200

@@ -98,7 +98,7 @@ def cmd_record(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
     )
     parser.add_argument("file", help="where to write the raw bytes")
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
-    add_flags(parser, ("port", "baud", "debug", "demo", "demo_model", "demo_firmware", "demo_speed"))
+    add_flags(parser, ("port", "baud", "debug", "demo", "demo_model", "demo_firmware", "demo_speed", "demo_fault"))
     try:
         args, settings = _settings(parser, argv, constants)
     except ConfigError as exc:
