@@ -287,9 +287,17 @@ def test_no_notify_socket_means_no_notifications() -> None:
 def checkout_copy(directory: Path) -> Path:
     """What install.sh installs from, as a user's checkout holds it (a test may edit it)."""
     directory.mkdir()
-    for name in ("install.sh", "chargery.py", "README.md", "chargery.service", "chargery@.service"):
+    for name in (
+        "install.sh",
+        "chargery.py",
+        "README.md",
+        "chargery.service",
+        "chargery@.service",
+        "chargery-bank.service",
+    ):
         shutil.copy2(ROOT / name, directory / name)
     shutil.copytree(ROOT / "chargerybms", directory / "chargerybms", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "docs", directory / "docs")
     return directory
 
 
