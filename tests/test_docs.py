@@ -226,6 +226,14 @@ def test_the_code_map_names_every_module_and_only_what_exists() -> None:
     assert not unnamed, f"in the tree but not on the map: {unnamed}"
 
 
+# Imports that point up the map today, each with its reason; the list only shrinks.
+KNOWN_UPWARD = {
+    # --member's syntax is checked when the settings load, with the bank's own parser (pure,
+    # imports nothing of ours, and loaded only when members are named).
+    ("chargerybms/config.py", "chargerybms/bank/rules.py"),
+}
+
+
 def test_no_import_points_up_the_code_map() -> None:
     named = code_map()
     upward = []
@@ -235,9 +243,16 @@ def test_no_import_points_up_the_code_map() -> None:
         me = module.parent if module.name == "__init__.py" else module
         rank = named.get(me.relative_to(ROOT).as_posix(), 0) if me != ROOT / "chargerybms" else 0
         for target in imports(module):  # a module missing from the map: the test above says so
-            if named.get(target.relative_to(ROOT).as_posix(), rank) < rank:
-                upward.append(f"{me.relative_to(ROOT)} imports {target.relative_to(ROOT)}")
+            pair = (me.relative_to(ROOT).as_posix(), target.relative_to(ROOT).as_posix())
+            if named.get(pair[1], rank) < rank and pair not in KNOWN_UPWARD:
+                upward.append(f"{pair[0]} imports {pair[1]}")
     assert not upward, upward
+
+
+def test_the_known_upward_imports_are_still_there() -> None:
+    """An exception that no longer exists comes off the list."""
+    for importer, imported in KNOWN_UPWARD:
+        assert ROOT / imported in imports(ROOT / importer), (importer, imported)
 
 
 def _log_formats() -> list[re.Pattern[str]]:
