@@ -44,6 +44,20 @@ def load_vectors(name: str) -> list[dict[str, Any]]:
     return data
 
 
+P = "chargerybms"  # the default topic prefix
+# The frames of tests/data/frames.json by id ("A1": the protocol document's status frame,
+# "A4" its cells frame, "A5" its impedances...), as bytes, and the first frame each decodes to.
+VEC: dict[str, bytes] = {v["id"]: bytes.fromhex(v["hex"]) for v in load_vectors("frames.json")}
+DECODED: dict[str, dict[str, Any]] = {v["id"]: v["frames"][0] for v in load_vectors("frames.json") if v["frames"]}
+SPACER = b"h::3\r\n"  # the text line a BMS sends between its frames
+
+
+def mqtt_flags(port: int, *extra: str, ha_discovery: bool = False) -> list[str]:
+    """The daemon's flags for a broker on this machine's ``port``; discovery off unless asked."""
+    flags = ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(port)]
+    return [*flags, *([] if ha_discovery else ["--no-ha-discovery"]), *extra]
+
+
 def as_dicts(frames: list[tuple[int, Frame]], with_offset: bool) -> list[dict[str, Any]]:
     out = []
     for offset, frame in frames:

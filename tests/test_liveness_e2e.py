@@ -28,18 +28,6 @@ def flags(broker: Broker, *extra: str) -> list[str]:
     return ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port), "--no-ha-discovery", *extra]
 
 
-def retained(broker: Broker, *topics: str) -> dict[str, str]:
-    """What a new subscriber gets for ``topics`` right now: the retained copy of each
-    (waited for; every topic asked about here has one)."""
-    late = Subscriber(broker, topics)
-    try:
-        copies = {topic: late.wait(topic, timeout=5) for topic in topics}
-        assert all(m.retain for m in copies.values()), copies
-        return {topic: m.payload for topic, m in copies.items()}
-    finally:
-        late.close()
-
-
 def test_sigterm_leaves_link_and_status_offline_retained(
     broker: Broker, bms: FakeBms, subscriber: Subscriber, start_daemon: StartDaemon
 ) -> None:
