@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from helpers import RecordingSink
 
+from chargerybms.battery import BatteryState
 from chargerybms.config import load
 from chargerybms.daemon import Daemon
-from chargerybms.energy import MAX_GAP, EnergyMeters
 from chargerybms.protocol import decode_frame, encode_cells, encode_status
-from chargerybms.state import BatteryState
+from chargerybms.views.energy import MAX_GAP, EnergyMeters
 
 
 def test_integration_against_a_hand_computed_profile() -> None:

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from helpers import VEC, chargery_cmd
 
+from chargerybms.battery import BatteryState
+from chargerybms.outputs.victron import mqtt_battery, serialbattery
 from chargerybms.protocol import decode_frame, encode_status
 from chargerybms.simulator import SimulatedBms
-from chargerybms.state import BatteryState
-from chargerybms.victron import mqtt_battery, serialbattery
 
 V126_STATUS = encode_status(  # no 19-byte status frame among the vectors: this is one
     charge_end_mv=3650, mode=0, deci_amps=125, t1_deci=-223, t2_deci=215, soc=64,
