@@ -10,11 +10,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from chargerybms.protocol import Frame, frame_fields
+
+if TYPE_CHECKING:
+    from chargerybms.daemon import Daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -93,6 +96,34 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told: ``clock.now += 1.5``, or ``clock.wait(s)``
+    where the code under test would wait (the daemon's ``stop_event.wait``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def daemon_on(clock: FakeClock, **settings: Any) -> tuple[Daemon, RecordingSink]:
+    """The daemon built in this process on ``clock`` (wall time follows it), publishing into a
+    :class:`RecordingSink`; no port is opened until something reads it. ``settings``: as
+    ``chargerybms.config.load`` takes them (Home Assistant discovery off unless given)."""
+    from chargerybms.config import load
+    from chargerybms.daemon import Daemon
+
+    values = {"port": "/dev/null", "ha_discovery": False, **settings}
+    sink = RecordingSink()
+    return Daemon(load(values, environ={}), sink=sink, clock=clock, wall=lambda: 1.8e9 + clock.now), sink
 
 
 class RecordingSink:

@@ -7,11 +7,9 @@ import logging
 from pathlib import Path
 
 import pytest
-from helpers import RecordingSink
+from helpers import FakeClock, daemon_on
 
 from chargerybms.battery import BatteryState
-from chargerybms.config import load
-from chargerybms.daemon import Daemon
 from chargerybms.protocol import decode_frame, encode_cells, encode_status
 from chargerybms.views.energy import MAX_GAP, EnergyMeters
 
@@ -140,22 +138,8 @@ def test_no_current_means_nothing_to_save(tmp_path: Path) -> None:
 # --- the daemon killed: at most a minute of energy lost (the daemon on a fake clock) ----------
 
 
-class FakeClock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 DISCHARGE = encode_status(charge_end_mv=3650, mode=0, deci_amps=230, t1_deci=200, t2_deci=190, soc=60)  # -23 A
 CELLS16 = encode_cells([3310] * 16, energy_mwh=5_000_000, capacity_mah=100_000)  # 52.96 V: about 1.2 kW
-
-
-def daemon_on(clock: FakeClock, state_dir: Path) -> tuple[Daemon, RecordingSink]:
-    settings = load({"port": "/dev/null", "state_dir": str(state_dir), "ha_discovery": False}, environ={})
-    sink = RecordingSink()
-    return Daemon(settings, sink=sink, clock=clock, wall=lambda: 1.8e9 + clock.t), sink
 
 
 @pytest.mark.parametrize("kill_after", [65.0, 72.25, 119.9])
@@ -164,19 +148,19 @@ def test_the_daemon_killed_after_a_minute_loses_at_most_a_minute_of_energy(tmp_p
     on the way out) more than a minute after the start: after the restart the meter is at
     least what was published a minute before the kill. Its loop turns as Daemon.run's do,
     on a fake clock, so the minute takes no minute."""
-    clock = FakeClock(1000.0)
-    daemon, sink = daemon_on(clock, tmp_path)
+    clock = FakeClock()
+    daemon, sink = daemon_on(clock, state_dir=str(tmp_path))
     published: list[tuple[float, float]] = []  # (when, energy_discharged) of each state document
-    start = clock.t
-    while clock.t < start + kill_after:
-        daemon.housekeeping(clock.t)
+    start = clock.now
+    while clock.now < start + kill_after:
+        daemon.housekeeping(clock.now)
         daemon.handle_bytes(DISCHARGE + CELLS16)
-        clock.t += 0.05
-        daemon.housekeeping(clock.t)
-        clock.t += 0.05
+        clock.now += 0.05
+        daemon.housekeeping(clock.now)
+        clock.now += 0.05
         documents = sink.on("chargerybms/state")
-        published += [(clock.t, json.loads(d)["energy_discharged"]) for d in documents[len(published) :]]
-    killed = clock.t
+        published += [(clock.now, json.loads(d)["energy_discharged"]) for d in documents[len(published) :]]
+    killed = clock.now
     values = [v for _, v in published]
     assert values == sorted(values), "a published meter went down within a run"
     minute_before = max(v for t, v in published if t <= killed - 60)
@@ -187,10 +171,10 @@ def test_the_daemon_killed_after_a_minute_loses_at_most_a_minute_of_energy(tmp_p
     saved_wh = json.loads((tmp_path / "energy-chargerybms.json").read_text())["energy_discharged_wh"]
     assert minute_before <= round(saved_wh / 1000, 3) <= values[-1]
 
-    clock.t += 5.0  # systemd's RestartSec
-    restarted, sink = daemon_on(clock, tmp_path)
+    clock.now += 5.0  # systemd's RestartSec
+    restarted, sink = daemon_on(clock, state_dir=str(tmp_path))
     restarted.handle_bytes(DISCHARGE + CELLS16)
-    clock.t += 0.2
-    restarted.housekeeping(clock.t)
+    clock.now += 0.2
+    restarted.housekeeping(clock.now)
     state = json.loads(sink.on("chargerybms/state")[-1])
     assert state["energy_discharged"] >= round(saved_wh / 1000, 3) >= minute_before

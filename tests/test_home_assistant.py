@@ -47,7 +47,7 @@ from ha_harness import (
     page_text,
     wait_for_text,
 )
-from harness import Broker, DaemonProcess, FakeBms, Subscriber
+from harness import Broker, DaemonProcess, FakeBms, Subscriber, broker_flags
 from helpers import CHARGERY, wait_until
 
 from chargerybms.protocol import encode_cells, encode_impedances, encode_status
@@ -131,7 +131,7 @@ def start_bms(env: Env, directory: Path, device_id: str, slots: int, cells: int,
     fake.stream([encode_cells(mv, energy_mwh=5_000_000, capacity_mah=100_000), status, impedances], interval=0.1)
     daemon = DaemonProcess(
         directory / "daemon",
-        ["--port", str(fake.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(env.broker.port),
+        ["--port", str(fake.path), *broker_flags(env.broker, ha_discovery=True),
          "--topic-prefix", f"bms/{device_id}", "--device-id", device_id, "--stale-after", "2", *flags],
     )  # fmt: skip
     return Bms(fake, daemon, device_id, mv[:cells])
@@ -317,7 +317,7 @@ def test_cell_health_entities_the_blueprint_and_the_dashboard(env: Env, bmses: l
     fake = FakeBms(tmp_path / "ttyBMS").plug()
     daemon = DaemonProcess(
         tmp_path / "daemon",
-        ["--port", str(fake.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(env.broker.port),
+        ["--port", str(fake.path), *broker_flags(env.broker, ha_discovery=True),
          "--topic-prefix", BLUEPRINT_PREFIX, "--device-id", device_id, "--cells", "8"],
     )  # fmt: skip
     bmses.append(Bms(fake, daemon, device_id, []))

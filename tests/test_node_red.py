@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Broker, FakeBms, StartDaemon, Subscriber, wait_until
+from harness import Broker, FakeBms, StartDaemon, Subscriber, broker_flags, wait_until
 from helpers import ROOT
 from node_red_harness import NodeRed, flow_for
 
@@ -125,8 +125,7 @@ def test_the_flow_shows_live_values_and_raises_and_clears_its_alert(
     cells = encode_cells([3310] * 16, energy_mwh=5_000_000, capacity_mah=100_000)
     bms.plug().stream([status, cells], interval=0.1)
     mark = node_red.mark()
-    start_daemon("--port", str(bms.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port),
-                 "--stale-after", "2", name="pty")  # fmt: skip
+    start_daemon("--port", str(bms.path), *broker_flags(broker, "--stale-after", "2", ha_discovery=True), name="pty")
     node_red.wait_output("BMS alert", alert(False), since=mark)
     live = node_red.wait_output("battery", is_live_and_whole, since=mark)
     assert live["lowestCellVoltage"] == 3.31 and live["current"] == 23.0

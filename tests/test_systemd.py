@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import IN_CI, ROOT
+from helpers import IN_CI, ROOT, P
 from helpers import wait_until as _wait_until
 
 # Each poll starts processes in the container (nsenter): a few times a second is plenty.
@@ -29,7 +29,6 @@ wait_until = functools.partial(_wait_until, every=0.3)
 
 pytestmark = pytest.mark.system
 
-P = "chargerybms"
 MQTT = "mosquitto_sub -h 127.0.0.1 -u test -P test"
 BASE_ENV = (
     "CHARGERY_PORT=socket://127.0.0.1:5001\nCHARGERY_MQTT_USERNAME=chargery\n"
