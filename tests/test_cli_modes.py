@@ -246,3 +246,19 @@ def test_bad_settings_exit_2_naming_the_setting(args: list[str], env: dict[str, 
     assert result.returncode == 2, err
     assert setting in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_demo_with_a_loose_balance_lead_blames_no_cell(tmp_path: Path) -> None:
+    """`--demo-fault balance-lead:5`: the lead between cells 5 and 6 is a wiring fault, not
+    a weak cell: `state` warns with evidence naming the lead and `weakest_cell` null."""
+
+    def warned(lines: list[str]) -> list[dict[str, Any]]:
+        return [s for s in complete_states(lines) if s["health_warning"]]
+
+    demo = chargery_cmd("--demo", "--demo-fault", "balance-lead:5", "--demo-speed", "100", "--no-ha-discovery")
+    lines, err, status = run_until(tmp_path, demo, warned, timeout=120)
+    assert status == 0, err
+    state = warned(lines)[0]
+    assert state["weakest_cell"] is None
+    assert "cells 5 and 6" in state["health_evidence"] and "balance lead" in state["health_evidence"]
+    assert all(s["weakest_cell"] is None for s in complete_states(lines))  # never a cell on the way

@@ -13,10 +13,10 @@ import pytest
 from helpers import IN_CI
 
 from chargerybms.cli import main
-from chargerybms.health import HealthEngine
-from chargerybms.health_store import HealthStore, health_path
 from chargerybms.protocol import decode_frame
 from chargerybms.simulator import SimulatedBms
+from chargerybms.views.health.engine import HealthEngine
+from chargerybms.views.health.store import HealthStore, health_path
 
 
 def capture(path: Path, fault: str | None, seconds: int = 4200, seed: int = 3) -> bytes:
@@ -109,6 +109,24 @@ def test_the_report_from_saved_evidence(tmp_path: Path, capsys: pytest.CaptureFi
     status, text, _ = health(capsys, "--state-dir", str(tmp_path), "--device-id", "shed")
     assert "Verdict: cell 4 has a high resistance" in text
     assert re.search(r"the last at \d+\.\d A, \d+ (days|h|min|s) ago", text)  # the impedances' age
+
+
+def test_a_loose_balance_lead_is_reported_as_the_lead_not_a_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = HealthEngine()
+    bms = SimulatedBms(8, cycle=600, seed=2, fault="balance-lead:5")
+    for t in range(2500):
+        for raw in bms.frames_at(t):
+            engine.feed(decode_frame(raw), float(t), 1_700_000_000.0 + t)
+    HealthStore(health_path(tmp_path, "shed")).save(engine)
+    _, out, _ = health(capsys, "--state-dir", str(tmp_path), "--device-id", "shed", "--json")
+    doc = json.loads(out)
+    assert doc["weakest_cell"] is None and doc["balance_lead"] == [5, 6]
+    assert doc["warning"] is True and doc["kind"] == "balance_lead"
+    _, text, _ = health(capsys, "--state-dir", str(tmp_path), "--device-id", "shed")
+    assert "Verdict: the balance lead between cells 5 and 6 is loose (WARNING). Why:" in text
+    assert not re.search(r"^ *\d+\*", text, re.MULTILINE)  # no cell marked as the weakest
 
 
 def test_the_topic_prefix_finds_the_device_id_as_the_daemon_does(

@@ -99,6 +99,7 @@ def test_install_into_a_staging_root(tmp_path: Path) -> None:
         "opt/chargery/chargery.py": "0o755",
         "opt/chargery/chargerybms/protocol.py": "0o644",
         "opt/chargery/chargerybms/daemon.py": "0o644",
+        "opt/chargery/chargerybms/views/health/engine.py": "0o644",  # subpackages too
         "etc/systemd/system/chargery.service": "0o644",
         "etc/systemd/system/chargery@.service": "0o644",
         "etc/chargery/chargery.env": "0o640",

@@ -175,10 +175,14 @@ def _health_markdown(pack: Pack) -> str:
     return f"""\
 {{%- set weakest = states('{weakest}') -%}}
 {{%- set evidence = state_attr('{weakest}', 'evidence') or '' -%}}
-{{%- if is_state('{warning}', 'on') -%}}
+{{%- if is_state('{warning}', 'on') and weakest | is_number -%}}
 <ha-alert alert-type="warning" title="Cell {{{{ weakest }}}} is failing">{{{{ evidence }}}}</ha-alert>
+{{%- elif is_state('{warning}', 'on') -%}}
+<ha-alert alert-type="warning" title="Check the wiring">{{{{ evidence }}}}</ha-alert>
 {{%- elif weakest | is_number -%}}
 <ha-alert alert-type="info" title="Cell {{{{ weakest }}}} is the weakest">{{{{ evidence }}}} (not strong enough for a warning yet)</ha-alert>
+{{%- elif weakest == 'none' and evidence -%}}
+<ha-alert alert-type="info" title="No cell stands out">{{{{ evidence }}}} (not strong enough for a warning yet)</ha-alert>
 {{%- elif weakest == 'none' -%}}
 **No cell stands out**: the evidence so far names no weak cell.
 {{%- else -%}}
