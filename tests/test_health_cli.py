@@ -204,9 +204,26 @@ def test_plot_without_matplotlib_is_one_line(
     assert status == 2 and out == ""
     assert err == (
         "chargery health: --plot needs matplotlib, which is not installed: sudo apt install python3-matplotlib "
-        "(or pip install 'chargery[plots]' in a virtual environment)\n"
+        "(or, in a virtual environment, pip install matplotlib (from a checkout of chargery: pip install '.[plots]'))\n"
     )
     assert not (tmp_path / "r.png").exists()
+
+
+def test_what_the_plot_advice_installs_exists() -> None:
+    """`pip install '.[plots]'` in a checkout installs this project's `plots` extra, which
+    holds matplotlib: the advice names what pip can really install (no 'chargery[plots]'
+    from an index that has no such project)."""
+    import tomllib
+
+    from helpers import ROOT
+
+    from chargerybms.commands.health import PLOTS_PIP
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    plots = project["optional-dependencies"]["plots"]
+    assert [r.split(">")[0].split("=")[0] for r in plots] == ["matplotlib"]
+    assert PLOTS_PIP.startswith("matplotlib ") and "pip install '.[plots]'" in PLOTS_PIP
+    assert "chargery[" not in PLOTS_PIP
 
 
 def test_plot_needs_a_known_file_type(

@@ -37,6 +37,7 @@ from ..protocol import MODELS
 Card = dict[str, Any]
 Section = dict[str, Any]
 BAR_WIDTH: Final = 20  # characters of the longest cell bar
+IMPEDANCES_PER_ROW: Final = 2  # cells a row of the impedance table (pairs of columns: cell, mΩ)
 HIGH_COLOUR, LOW_COLOUR = "#db4437", "#039be5"  # Home Assistant's red and light blue
 
 
@@ -140,7 +141,10 @@ Spread **{{{{ ((hi - lo) * 1000) | round | int }}}} mV** · highest cell {{{{ hi
 def _impedance_markdown(pack: Pack) -> str:
     ids = ", ".join(f"'{pack.cell(n, 'impedance')}'" for n in range(1, pack.cells + 1))
     when, total = pack.entity("impedances_measured"), pack.entity("impedance_total")
-    per_row = 4
+    # Two cells a row: the section is one column of the view (about 340 px at 1400 px, the
+    # whole width of a phone), where four pairs of columns overflowed the card and cut off
+    # every fourth cell once the values had four or five characters (102.1 mΩ).
+    per_row = IMPEDANCES_PER_ROW
     header = "| " + " | ".join(["Cell | mΩ"] * per_row) + " |\n|" + "--:|" * (2 * per_row)
     return (
         _liveness(pack)

@@ -198,6 +198,11 @@ def load_saved(paths: list[Path], cell_limit: int | None, err: IO[str]) -> tuple
 # --- plots ---------------------------------------------------------------------------------
 
 
+# What pip installs for --plot: the `plots` extra of pyproject.toml (installing chargery from
+# its checkout), or the one package it holds (tests/test_health_cli.py holds them equal).
+PLOTS_PIP = "matplotlib (from a checkout of chargery: pip install '.[plots]')"
+
+
 class PlotUnavailable(Exception):
     pass
 
@@ -217,7 +222,7 @@ def write_plot(target: str, doc: dict[str, Any], text: str, run: CaptureRun | No
     except ImportError:
         raise PlotUnavailable(
             "--plot needs matplotlib, which is not installed: sudo apt install python3-matplotlib "
-            "(or pip install 'chargery[plots]' in a virtual environment)"
+            f"(or, in a virtual environment, pip install {PLOTS_PIP})"
         ) from None
     cells = doc["cells"]
     numbers = [c["cell"] for c in cells]

@@ -150,8 +150,8 @@ class HealthView:
 def health_view(settings: Settings) -> HealthView | None:
     if not settings.cell_health:
         return None
-    from ..energy import default_state_dir
+    from ...config import saved_in
 
-    simulated = settings.demo and settings.state_dir is None  # simulated evidence is not kept
-    path = None if simulated else health_path(default_state_dir(settings.state_dir), settings.resolved_device_id)
+    directory = saved_in(settings)  # None: nothing is kept (the simulator's rule, in config)
+    path = None if directory is None else health_path(directory, settings.resolved_device_id)
     return HealthView(HealthStore(path), settings.cells)
