@@ -97,10 +97,12 @@ def test_the_bank_service_runs_as_chargery_and_adds_up_the_packs(bank_box: Any) 
     box.run("systemctl stop chargery@b")
     wait_until(lambda: "chargerybms/b: daemon stopped" in bank_state(box)["problems"], 20, "b left out")
     assert bank_state(box)["members_missing"] == ["chargerybms/b"]
-    # Its clean stop says link offline, then status offline: the log follows both.
+    # Its clean stop says link offline, then status offline. Both may reach the bank before it
+    # judges the members again (they are one transmission apart): the log names the member
+    # and ends on the reason that is true now.
     log = journal(box, "chargery-bank")
-    assert "chargerybms/b left out of the bank: BMS silent" in log
-    assert "chargerybms/b still left out: daemon stopped" in log
+    assert "chargerybms/b left out of the bank: " in log
+    assert log.rstrip().endswith("daemon stopped")
     box.run("systemctl start chargery@b")
     wait_until(lambda: bank_state(box)["members_live"] == 2, 30, "b back")
 
