@@ -1,4 +1,4 @@
-"""Command line: the daemon (default), ``decode``, ``record``, ``doctor``, ``health`` and ``dashboard``."""
+"""Command line: the daemon (default), ``decode``, ``record``, ``doctor``, ``health``, ``dashboard`` and ``app``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ EPILOG = """commands:
                     which cell is failing and why the BMS cut off: from the
                     saved evidence, or by running the engine over a capture
   dashboard         print a Home Assistant dashboard for this BMS (YAML)
+  app [--data DIR]  the daemon in a container (the Home Assistant app, the
+                    Docker image): settings from DIR/options.json (/data),
+                    the broker from the Home Assistant Supervisor if none is named
 
 Every setting can also be given as an environment variable CHARGERY_<NAME>
 (e.g. CHARGERY_MQTT_HOST) or edited at the top of chargery.py; a flag wins
@@ -185,12 +188,19 @@ def cmd_dashboard(argv: Sequence[str], constants: Mapping[str, Any] | None) -> i
     return 0
 
 
+def cmd_app(argv: Sequence[str], _constants: Mapping[str, Any] | None) -> int:
+    from .app import run_app
+
+    return run_app(argv)
+
+
 COMMANDS = {
     "decode": cmd_decode,
     "record": cmd_record,
     "doctor": cmd_doctor,
     "health": cmd_health,
     "dashboard": cmd_dashboard,
+    "app": cmd_app,
 }
 
 
