@@ -408,3 +408,19 @@ def test_the_app_finds_the_mosquitto_app_and_publishes(tmp_path: Path, superviso
         subscriber.close()
         bms.close()
         broker.stop()
+
+
+def test_the_compose_example_keeps_the_password_in_a_file() -> None:
+    compose = read_yaml(ROOT / "compose.yaml")
+    service = compose["services"]["chargery"]
+    environment = service["environment"]
+    settings = {f"CHARGERY_{f.name.upper()}" for f in SETTINGS_FIELDS}
+    assert set(environment) <= settings, set(environment) - settings
+    assert "CHARGERY_MQTT_PASSWORD" not in environment and "command" not in service
+    assert environment["CHARGERY_MQTT_PASSWORD_FILE"] == "/run/secrets/mqtt_password"
+    assert service["secrets"] == ["mqtt_password"] and "file" in compose["secrets"]["mqtt_password"]
+    assert service["devices"][0].endswith(f":{environment['CHARGERY_PORT']}")
+    assert any(volume.endswith(":/data") for volume in service["volumes"])  # the meters outlive the container
+    assert service["build"] == "."
+    # The user's password file next to it is never committed nor sent into a build.
+    assert "/mqtt_password" in (ROOT / ".gitignore").read_text().splitlines()

@@ -242,3 +242,45 @@ def test_no_broker_and_a_wrong_option_are_one_line_each(tmp_path: Path, supervis
         assert app.stderr().startswith("chargery app: configuration error: topic_prefix: 'bms/#' is not a usable")
     finally:
         bms.close()
+
+
+def test_the_compose_example_runs_the_same_image(tmp_path: Path, image: str) -> None:
+    """compose.yaml's way, for Docker and Podman users: no options.json and no Supervisor;
+    the settings from its environment, the password from its secret file, /data a volume."""
+    import yaml
+    from harness import Broker, FakeBms, Subscriber
+
+    service = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["chargery"]
+    secret = yaml.safe_load((ROOT / "compose.yaml").read_text())["secrets"]["mqtt_password"]
+    broker = Broker(tmp_path / "broker", users={"chargery": "compose secret", "test": "test"}).start()
+    bms = FakeBms(tmp_path / "ttyBMS").plug()
+    bms.stream(frames(), interval=0.05)
+    subscriber = Subscriber(broker, username="test", password="test")
+    (tmp_path / Path(secret["file"]).name).write_text("compose secret\n")
+    environment = {**service["environment"], "CHARGERY_MQTT_HOST": "127.0.0.1", "CHARGERY_MQTT_PORT": str(broker.port)}
+    device = service["devices"][0].split(":")[1]
+    name = f"chargery-test-{uuid.uuid4().hex[:8]}"
+    command = [
+        "podman", *RUNTIME, "run", "--name", name, *RUN,
+        *(a for k, v in environment.items() for a in ("-e", f"{k}={v}")),
+        "-v", f"{tmp_path / Path(secret['file']).name}:/run/secrets/mqtt_password:ro",
+        "-v", f"{tmp_path / 'volume'}:/data", "-v", f"{os.path.realpath(bms.path)}:{device}", image,
+    ]  # fmt: skip
+    (tmp_path / "volume").mkdir()
+    out = tmp_path / "app.out"
+    try:
+        with open(out, "w") as sink:
+            proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        state = subscriber.wait(f"{P}/state", lambda p: json.loads(p).get("energy_charged", 0) > 0, timeout=60)
+        assert json.loads(state.payload)["pack_voltage"] == 53.294
+        podman("stop", "-t", str(STOP_TIMEOUT), name, timeout=STOP_TIMEOUT + 30)
+        assert proc.wait(30) == 0
+        log = out.read_text()
+        assert "/data/options.json does not exist" in log and "energy meters and cell health kept in /data" in log
+        assert "compose secret" not in log
+        assert (tmp_path / "volume" / "energy-chargerybms.json").exists()
+    finally:
+        podman("rm", "-f", name, check=False)
+        subscriber.close()
+        bms.close()
+        broker.stop()
