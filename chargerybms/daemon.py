@@ -1,5 +1,5 @@
 """The daemon: a small loop that feeds serial bytes in and publishes the registered outputs
-(:mod:`chargerybms.outputs`) when the schedule (:mod:`chargerybms.schedule`) says so.
+(:mod:`chargerybms.registry`) when the schedule (:mod:`chargerybms.schedule`) says so.
 
 One thread of ours (this one) reads, decodes and publishes; the MQTT network loop runs in
 its own thread and only hands typed events over (a queue). The port is a
@@ -21,17 +21,19 @@ from types import FrameType
 from typing import Any
 
 from . import __version__
+from .base import Event, Message, Output
+from .battery import BatteryState
 from .config import ConfigError, Settings, printing, report
 from .logs import LOG, RateLimited, setup
 from .notify import Notifier
-from .outputs import Event, Message, Output, build_outputs, build_views
+from .outputs.state import daemon_fields
 from .protocol import Framer
 from .quality import LinkQuality
+from .registry import build_outputs, build_views
 from .schedule import Schedule
 from .serial_link import PortReader
 from .sink import Connected, Received, Sink, SinkEvent, make_sink
 from .sources import label, open_source
-from .state import BatteryState
 from .topics import OFFLINE, ONLINE, Topics
 
 
@@ -52,6 +54,10 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.topics = Topics(settings.topic_prefix, settings.publish_cells)
         self.state = BatteryState(settings.cells)
+        if settings.demo:
+            # The simulator's model is known before its first frame: discovery announces
+            # every cell at once, not once without them and again at the first frame.
+            self.state.slots = settings.demo_model
         self.framer = Framer()
         self.quality = LinkQuality()
         self._limited = RateLimited(clock=clock)
@@ -79,6 +85,24 @@ class Daemon:
         self.sink = sink or make_sink(
             settings, self.topics, tuple(self._listeners), on_event=self.events.put, on_closed=self.stop, clock=clock
         )
+        self._checked_model = False
+
+    def _check_model(self) -> None:
+        """Once the model is known: say so when ``--cells`` names more cells than it has slots."""
+        slots, cells = self.state.slots, self.settings.cells
+        if slots is None or self._checked_model:
+            return
+        self._checked_model = True
+        if cells is not None and cells > slots:
+            LOG.warning(
+                "cells is %d, but this BMS is a BMS%dT with %d cell slots: only %d cells are read "
+                "(set --cells / CHARGERY_CELLS to the cells really in series, at most %d)",
+                cells,
+                slots,
+                slots,
+                slots,
+                slots,
+            )
 
     def stop(self) -> None:
         """Ask the main loop to finish (from a signal handler or another thread)."""
@@ -104,12 +128,8 @@ class Daemon:
         extra: dict[str, Any] = {}
         for view in self.views:
             extra.update(view.fields())
-        return extra | {
-            "frames_per_second": self.quality.frames_per_second,
-            "checksum_failures": self.framer.corrupted,
-            "last_frame": self.state.last_seen,
-            "link": ONLINE if self.link_online else OFFLINE,
-        }
+        link = ONLINE if self.link_online else OFFLINE
+        return extra | daemon_fields(self.quality.frames_per_second, self.framer.corrupted, self.state.last_seen, link)
 
     # --- publishing ------------------------------------------------------------------------
 
@@ -171,6 +191,7 @@ class Daemon:
             LOG.info("serial: receiving frames from %s", self.port.label)
             self.emit(self._when["link_change"], now)
         if self.state.slots != slots_before:  # the model is known now: its cells get entities
+            self._check_model()
             self.emit(self._when["model_change"], now)
         self.sink.publish_many(messages)
 
@@ -238,6 +259,7 @@ class Daemon:
 
     def run(self) -> int:
         LOG.info("chargery %s: reading %s, publishing under %s/", __version__, self.port.label, self.topics.prefix)
+        self._check_model()  # the simulator's is known from the start
         self.sink.start()
         self.notifier.ready(self.status_line(self._clock()))
         try:

@@ -24,7 +24,7 @@ from helpers import ROOT, free_port
 from supervisor_stand_in import Supervisor, mosquitto_service
 
 import chargerybms
-from chargerybms import app
+from chargerybms.commands import app
 from chargerybms.config import SETTINGS_FIELDS, ConfigError, load
 
 # --- the Supervisor's rules ------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 ``python3 chargery.py dashboard`` prints it as YAML for a new dashboard's raw
 configuration editor. It names the entities by the ids discovery proposes for them
-(:func:`chargerybms.discovery.entity_id`), so it needs nothing from Home Assistant, and it
+(:func:`chargerybms.outputs.discovery.entity_id`), so it needs nothing from Home Assistant, and it
 uses only cards that ship with Home Assistant (markdown with templates, tiles, entities,
 history and statistics graphs): no custom card to install or to break with an update.
 
@@ -31,12 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .discovery import BASE_ENTITIES, HEALTH_ENTITIES, cell_entities, entity_id, health_cell_entities
+from ..outputs.discovery import BASE_ENTITIES, HEALTH_ENTITIES, cell_entities, entity_id, health_cell_entities
+from ..protocol import MODELS
 
 Card = dict[str, Any]
 Section = dict[str, Any]
-SLOTS: Final = (8, 16, 24)
 BAR_WIDTH: Final = 20  # characters of the longest cell bar
+IMPEDANCES_PER_ROW: Final = 2  # cells a row of the impedance table (pairs of columns: cell, mΩ)
 HIGH_COLOUR, LOW_COLOUR = "#db4437", "#039be5"  # Home Assistant's red and light blue
 
 
@@ -140,7 +141,10 @@ Spread **{{{{ ((hi - lo) * 1000) | round | int }}}} mV** · highest cell {{{{ hi
 def _impedance_markdown(pack: Pack) -> str:
     ids = ", ".join(f"'{pack.cell(n, 'impedance')}'" for n in range(1, pack.cells + 1))
     when, total = pack.entity("impedances_measured"), pack.entity("impedance_total")
-    per_row = 4
+    # Two cells a row: the section is one column of the view (about 340 px at 1400 px, the
+    # whole width of a phone), where four pairs of columns overflowed the card and cut off
+    # every fourth cell once the values had four or five characters (102.1 mΩ).
+    per_row = IMPEDANCES_PER_ROW
     header = "| " + " | ".join(["Cell | mΩ"] * per_row) + " |\n|" + "--:|" * (2 * per_row)
     return (
         _liveness(pack)
@@ -175,10 +179,14 @@ def _health_markdown(pack: Pack) -> str:
     return f"""\
 {{%- set weakest = states('{weakest}') -%}}
 {{%- set evidence = state_attr('{weakest}', 'evidence') or '' -%}}
-{{%- if is_state('{warning}', 'on') -%}}
+{{%- if is_state('{warning}', 'on') and weakest | is_number -%}}
 <ha-alert alert-type="warning" title="Cell {{{{ weakest }}}} is failing">{{{{ evidence }}}}</ha-alert>
+{{%- elif is_state('{warning}', 'on') -%}}
+<ha-alert alert-type="warning" title="Check the wiring">{{{{ evidence }}}}</ha-alert>
 {{%- elif weakest | is_number -%}}
 <ha-alert alert-type="info" title="Cell {{{{ weakest }}}} is the weakest">{{{{ evidence }}}} (not strong enough for a warning yet)</ha-alert>
+{{%- elif weakest == 'none' and evidence -%}}
+<ha-alert alert-type="info" title="No cell stands out">{{{{ evidence }}}} (not strong enough for a warning yet)</ha-alert>
 {{%- elif weakest == 'none' -%}}
 **No cell stands out**: the evidence so far names no weak cell.
 {{%- else -%}}
@@ -459,6 +467,6 @@ def render(pack: Pack) -> str:
 
 def pack_for(device_id: str, name: str, cells: int | None, slots: int, health: bool = True) -> Pack:
     """The pack of the daemon's settings: ``--cells`` if given, else every slot."""
-    if slots not in SLOTS:
+    if slots not in MODELS:
         raise ValueError(f"slots: {slots} is not a Chargery model (8, 16 or 24)")
     return Pack(device_id, name, cells or slots, health)

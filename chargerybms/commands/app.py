@@ -32,8 +32,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
-from .config import DEFAULT_MQTT_PORT, VICTRON_FORMATS, ConfigError, add_flags, load, report
-from .logs import LOG, setup
+from ..config import DEFAULT_MQTT_PORT, VICTRON_FORMATS, ConfigError, add_flags, load, report
+from ..logs import LOG, setup
 
 PROG: Final = "chargery app"
 DATA_DIR: Final = "/data"  # the app's own persistent folder (a volume for Docker users)
@@ -222,6 +222,6 @@ def run_app(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> in
         broker,
         f" as user {settings.mqtt_username}" if settings.mqtt_username else "",
     )
-    from .daemon import run
+    from ..daemon import run
 
     return run(settings, logging_ready=True)
