@@ -324,6 +324,51 @@ def test_an_unreachable_supervisor_is_said() -> None:
         app.supervisor_mqtt("t", f"http://127.0.0.1:{free_port()}", timeout=5)
 
 
+def write_options(data: Path, **options: Any) -> None:
+    (data / "options.json").write_text(json.dumps({"port": "/dev/ttyUSB0", **options}))
+
+
+def test_the_mosquitto_apps_broker_and_login_are_used_when_no_host_is_given(
+    tmp_path: Path, supervisor: Supervisor
+) -> None:
+    supervisor.service = mosquitto_service(1883, "from-the-supervisor")
+    write_options(tmp_path, cells=16)
+    got = app.app_settings(["--data", str(tmp_path), "--supervisor", supervisor.url], {"SUPERVISOR_TOKEN": "app-token"})
+    s = got.settings
+    assert (s.mqtt_host, s.mqtt_port, s.mqtt_username, s.mqtt_password) == (
+        "127.0.0.1",
+        1883,
+        "addons",
+        "from-the-supervisor",
+    )
+    assert (s.state_dir, s.cells) == (str(tmp_path), 16)  # the meters and the evidence in /data
+    assert got.broker == "(from the Supervisor, provided by core_mosquitto)"
+
+
+def test_an_own_login_on_the_mosquitto_app_keeps_its_own_password(tmp_path: Path, supervisor: Supervisor) -> None:
+    supervisor.service = mosquitto_service(1883, "from-the-supervisor")
+    write_options(tmp_path, mqtt_username="me", mqtt_password="mine")
+    s = app.app_settings(["--data", str(tmp_path), "--supervisor", supervisor.url], {"SUPERVISOR_TOKEN": "app-token"})
+    assert (s.settings.mqtt_host, s.settings.mqtt_username, s.settings.mqtt_password) == ("127.0.0.1", "me", "mine")
+    write_options(tmp_path, mqtt_username="me")  # no password of its own: none, not the Supervisor's
+    s = app.app_settings(["--data", str(tmp_path), "--supervisor", supervisor.url], {"SUPERVISOR_TOKEN": "app-token"})
+    assert (s.settings.mqtt_username, s.settings.mqtt_password) == ("me", None)
+
+
+def test_a_named_broker_is_used_without_asking_the_supervisor(tmp_path: Path, supervisor: Supervisor) -> None:
+    write_options(tmp_path, mqtt_host="broker.lan", mqtt_port=1884, mqtt_username="u", mqtt_password="p")
+    s = app.app_settings(["--data", str(tmp_path), "--supervisor", supervisor.url], {"SUPERVISOR_TOKEN": "app-token"})
+    assert (s.settings.mqtt_host, s.settings.mqtt_port, s.settings.mqtt_password) == ("broker.lan", 1884, "p")
+    assert supervisor.requests == []
+
+
+def test_without_options_the_environment_configures_it(tmp_path: Path) -> None:
+    # A Docker run: no options.json, no Supervisor; CHARGERY_* variables and flags.
+    environ = {"CHARGERY_MQTT_HOST": "broker.lan", "CHARGERY_CELLS": "8"}
+    s = app.app_settings(["--data", str(tmp_path), "--publish-cells"], environ).settings
+    assert (s.mqtt_host, s.cells, s.publish_cells, s.state_dir) == ("broker.lan", 8, True, str(tmp_path))
+
+
 def run_app_process(data: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "chargery.py"), "app", "--data", str(data), *args],

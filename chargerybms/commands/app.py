@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
-from ..config import DEFAULT_MQTT_PORT, VICTRON_FORMATS, ConfigError, add_flags, load, report
+from ..config import DEFAULT_MQTT_PORT, VICTRON_FORMATS, ConfigError, Settings, add_flags, load, report
 from ..logs import LOG, setup
 
 PROG: Final = "chargery app"
@@ -182,44 +182,66 @@ def _stop_early(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def run_app(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
-    environ = os.environ if environ is None else environ
-    signal.signal(signal.SIGTERM, _stop_early)
+@dataclass(frozen=True)
+class App:
+    """What ``chargery app`` runs with: the settings, the log level's name, where the
+    options file is and where the broker came from (for the first log line)."""
+
+    settings: Settings
+    level: str
+    options_path: Path
+    broker: str
+
+
+def app_settings(argv: Sequence[str], environ: Mapping[str, str]) -> App:
+    """The settings from the options, the Supervisor's broker, the environment and flags.
+    Raises :class:`ConfigError` (a wrong option) or :class:`NoBroker`."""
     args = _parser().parse_args(argv)
     data = Path(args.data)
     options_path = data / OPTIONS_FILE
     flags = {k: v for k, v in vars(args).items() if k not in ("data", "supervisor")}
+    values, level = settings_from_options(read_options(options_path))
+    layer: dict[str, Any] = {"state_dir": str(data)}
+    source = str(options_path)
+    if values.get("mqtt_host") or environ.get("CHARGERY_MQTT_HOST") or flags["mqtt_host"]:
+        broker = "(named in the options or the environment)"
+    else:
+        token = environ.get("SUPERVISOR_TOKEN")
+        if not token:
+            raise NoBroker(
+                "no MQTT broker: none is named (the mqtt_host option, CHARGERY_MQTT_HOST or --mqtt-host) "
+                "and this is not a Home Assistant app (no SUPERVISOR_TOKEN) that could ask the Supervisor"
+            )
+        provided = supervisor_mqtt(token, args.supervisor)
+        service = broker_values(provided)
+        if "mqtt_username" in values:  # the user's own login on that broker: its password with it, or none
+            service.pop("mqtt_password", None)
+        layer |= service
+        broker = f"(from the Supervisor, provided by {provided.get('addon') or 'an app'})"
+        source = f"{options_path} and the Supervisor's MQTT service"
+    settings = load(flags, environ=environ, options=layer | values, options_source=source)
+    return App(settings, level, options_path, broker)
+
+
+def run_app(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    signal.signal(signal.SIGTERM, _stop_early)
     try:
-        values, level = settings_from_options(read_options(options_path))
-        layer: dict[str, Any] = {"state_dir": str(data)}
-        source = str(options_path)
-        if values.get("mqtt_host") or environ.get("CHARGERY_MQTT_HOST") or flags["mqtt_host"]:
-            broker = "(named in the options or the environment)"
-        else:
-            token = environ.get("SUPERVISOR_TOKEN")
-            if not token:
-                raise NoBroker(
-                    "no MQTT broker: none is named (the mqtt_host option, CHARGERY_MQTT_HOST or --mqtt-host) "
-                    "and this is not a Home Assistant app (no SUPERVISOR_TOKEN) that could ask the Supervisor"
-                )
-            service = supervisor_mqtt(token, args.supervisor)
-            layer |= broker_values(service)  # the options' user name, password and port still win
-            broker = f"(from the Supervisor, provided by {service.get('addon') or 'an app'})"
-            source = f"{options_path} and the Supervisor's MQTT service"
-        settings = load(flags, environ=environ, options=layer | values, options_source=source)
+        app = app_settings(argv, environ)
     except ConfigError as exc:
         return report(exc, PROG)
     except NoBroker as exc:
         return report(ConfigError(str(exc)), PROG)
-    setup(settings.debug or level == "debug", settings.log_file, stream=sys.stdout, level=LOG_LEVELS[level],
+    settings = app.settings
+    setup(settings.debug or app.level == "debug", settings.log_file, stream=sys.stdout, level=LOG_LEVELS[app.level],
           timestamps=True)  # fmt: skip
     LOG.info(
         "app: options from %s, energy meters and cell health kept in %s, MQTT broker %s:%s %s%s",
-        options_path if options_path.exists() else f"the environment ({options_path} does not exist)",
+        app.options_path if app.options_path.exists() else f"the environment ({app.options_path} does not exist)",
         settings.state_dir,
         settings.mqtt_host,
         settings.mqtt_port or DEFAULT_MQTT_PORT,
-        broker,
+        app.broker,
         f" as user {settings.mqtt_username}" if settings.mqtt_username else "",
     )
     from ..daemon import run
