@@ -190,6 +190,9 @@ def test_the_app_publishes_keeps_its_meters_and_stops_cleanly(
         assert before["pack_voltage"] == 53.294
         app.wait_log("serial: receiving frames from /dev/ttyUSB0")
         app.wait_log("from the Supervisor, provided by core_mosquitto) as user addons")
+        # The daemon itself is PID 1 (config.yaml's init: false; no shell in between).
+        pid1 = podman("exec", app.name, "cat", "/proc/1/cmdline").stdout.split("\0")
+        assert pid1[-3:] == ["/usr/local/bin/chargery", "app", ""], pid1
 
         # SIGTERM (podman stop, as the Supervisor stops an app): a clean exit, link offline.
         assert app.stop() == 0, app.stdout() + app.stderr()
