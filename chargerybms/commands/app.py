@@ -71,7 +71,6 @@ OPTIONS: Final[dict[str, Option]] = {
     "mqtt_password": Option("password?", None, "mqtt_password"),
     "log_level": Option(f"list({'|'.join(LOG_LEVELS)})", "info", None),
 }
-BROKER_OPTIONS: Final = ("mqtt_host", "mqtt_port", "mqtt_username", "mqtt_password")
 
 
 def settings_from_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
