@@ -411,8 +411,13 @@ def load(
     flags: Mapping[str, Any] | None = None,
     constants: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    options: Mapping[str, Any] | None = None,
+    options_source: str = "the app's options",
 ) -> Settings:
-    """Merge the three layers and validate. Raises :class:`ConfigError`."""
+    """Merge the layers and validate. Raises :class:`ConfigError`. ``options`` (by setting
+    name, from ``options_source``) is the container's layer (:mod:`chargerybms.commands.app`): above
+    the constants, below the environment."""
     environ = os.environ if environ is None else environ
     if constants:
         _check_constant_names(constants)
@@ -424,6 +429,9 @@ def load(
         value: Any = f.default
         if constants and constant in constants:
             value = _convert(name, constants[constant], f"the {constant} setting in chargery.py")
+            given.add(name)
+        if options and name in options:
+            value = _convert(name, options[name], options_source)
             given.add(name)
         env_name = ENV_PREFIX + constant
         if env_name in environ:
