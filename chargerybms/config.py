@@ -126,9 +126,48 @@ def _writable_file(path: str) -> str | None:
     return None if writable and not target.is_dir() else f"cannot write {path}"
 
 
-def _bank_members(text: str) -> str | None:
-    from .bank.rules import parse_members  # pure; only when members are named
+# The bank's members (``bank_members``): a setting's syntax, parsed here, used by chargerybms.bank.
+@dataclass(frozen=True)
+class MemberSpec:
+    """A member as configured: its topic prefix, and its capacity in Ah if given."""
 
+    prefix: str
+    capacity_ah: float | None = None
+
+    @property
+    def name(self) -> str:
+        """The short name shown in Home Assistant: the prefix's last part."""
+        return self.prefix.rsplit("/", 1)[-1]
+
+
+_MEMBER = re.compile(r"^(?P<prefix>[^=\s]+)(?:=(?P<ah>[0-9]+(?:\.[0-9]+)?))?$")
+
+
+def parse_members(text: str) -> list[MemberSpec]:
+    """``"chargerybms/a=280, chargerybms/b"`` (commas or spaces) -> the members. Raises
+    ValueError with the reason."""
+    specs: list[MemberSpec] = []
+    for item in re.split(r"[,\s]+", text.strip()):
+        if not item:
+            continue
+        match = _MEMBER.match(item)
+        if match is None:
+            raise ValueError(f"{item!r} is not PREFIX or PREFIX=AH")
+        prefix = match["prefix"]
+        if prefix.startswith("/") or prefix.endswith("/") or "//" in prefix or re.search(r"[+#\x00]", prefix):
+            raise ValueError(f"{prefix!r} is not a usable topic prefix")
+        ah = float(match["ah"]) if match["ah"] else None
+        if ah is not None and ah <= 0:
+            raise ValueError(f"{item!r}: the capacity must be more than 0 Ah")
+        if any(s.prefix == prefix for s in specs):
+            raise ValueError(f"{prefix!r} is named twice")
+        specs.append(MemberSpec(prefix, ah))
+    if not specs:
+        raise ValueError("no member named")
+    return specs
+
+
+def _bank_members(text: str) -> str | None:
     try:
         parse_members(text)
     except ValueError as exc:
