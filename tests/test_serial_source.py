@@ -9,22 +9,10 @@ import tty
 from pathlib import Path
 
 import pytest
+from helpers import FakeClock
 
 from chargerybms.backoff import Backoff
 from chargerybms.serial_link import OPEN_BACKOFF_FIRST, OPEN_BACKOFF_MAX, PortError, PortReader, SerialPort
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.waits: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wait(self, seconds: float) -> None:  # the daemon's stop_event.wait, in fake time
-        self.waits.append(seconds)
-        self.now += seconds
 
 
 class FakePort:
@@ -48,7 +36,7 @@ class Opener:
     def __init__(self, outcomes: list[FakePort | str]) -> None:
         self.outcomes = outcomes
         self.tries: list[float] = []
-        self.clock: Clock | None = None
+        self.clock: FakeClock | None = None
 
     def __call__(self) -> FakePort:
         assert self.clock is not None
@@ -59,8 +47,8 @@ class Opener:
         return outcome
 
 
-def reader(outcomes: list[FakePort | str]) -> tuple[PortReader, Opener, Clock]:
-    clock = Clock()
+def reader(outcomes: list[FakePort | str]) -> tuple[PortReader, Opener, FakeClock]:
+    clock = FakeClock()
     opener = Opener(outcomes)
     opener.clock = clock
     return PortReader(opener, "/dev/ttyBMS", wait=clock.wait, clock=clock), opener, clock
