@@ -31,6 +31,12 @@ CONNECT_TIMEOUT = 30.0  # a TCP/TLS handshake that takes longer than this is stu
 GRACE = 10.0
 SERVE_WAKE = 5.0  # seconds the network thread sleeps when there is nothing to do (keepalive is 30)
 _CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux only
+# A refused login, by CONNACK code: MQTT 3.1.1's 4 and 5 (paho 1.6 hands the code over),
+# and the MQTT 5 reason codes paho 2 maps them to (134 bad user name or password, 135 not
+# authorized).
+LOGIN_REFUSED = frozenset({4, 5, 134, 135})
+# OpenSSL's reason for the TLS alert a broker sends when it wants a client certificate.
+CLIENT_CERTIFICATE_WANTED = frozenset({"TLSV13_ALERT_CERTIFICATE_REQUIRED"})
 
 
 class MqttLink:
@@ -66,7 +72,7 @@ class MqttLink:
         self._host, self._port = broker(settings)
         self.where = f"{self._host}:{self._port}"
         self._alive_until = float("inf")  # the network thread promises to come round by then
-        self._last_error: BaseException | str | None = None  # why the last connection ended, if known
+        self._last_error: BaseException | None = None  # why the last connection ended, if known
         self._refused = False  # the broker answered this connection with a refusal
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -78,13 +84,14 @@ class MqttLink:
         if settings.mqtt_tls:
             client.tls_set_context(_tls_context(settings))
         client.will_set(will_topic, OFFLINE, qos=1, retain=True)
-        # paho reports some failures only in its log (a TLS alert after the handshake, say):
-        # keep its last error for our own message. Error level only, so the per-publish
-        # debug lines are never even formatted.
+        # paho 2 reports some failures only in its log (a TLS alert after the handshake, say,
+        # caught in its read): our own handler keeps the exception it logs, for our message.
+        # Error level only, so the per-publish debug lines are never even formatted.
+        self._paho_errors = _PahoErrors()
         paho_log = logging.getLogger(f"chargery.paho.{id(self)}")
         paho_log.propagate = False
         paho_log.setLevel(logging.ERROR)
-        paho_log.addHandler(_LastError(self))
+        paho_log.addHandler(self._paho_errors)
         client.enable_logger(paho_log)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
@@ -167,7 +174,7 @@ class MqttLink:
             delay = backoff.peek()
             self._promise(CONNECT_TIMEOUT)
             connects_before = self.connects
-            self._last_error = None
+            self._last_error = self._paho_errors.error = None
             self._refused = False
             try:
                 client.connect(self._host, self._port, keepalive=KEEPALIVE)
@@ -240,9 +247,9 @@ class MqttLink:
 
     def _refused_during_login(self, delay: float) -> None:
         """The connection ended before the broker accepted it (no CONNACK)."""
-        exc = self._last_error
+        exc = self._last_error or self._paho_errors.error
         reason = str(exc) if exc is not None else "the broker closed the connection before accepting it"
-        if "certificate required" in reason.lower() or "certificate_required" in reason.lower():
+        if isinstance(exc, ssl.SSLError) and exc.reason in CLIENT_CERTIFICATE_WANTED:
             reason += " (the broker wants a client certificate: --mqtt-cert-file and --mqtt-key-file)"
         # Keyed by the reason: a racy first reason ("EOF") must not hide the precise one.
         self._limited.log(
@@ -259,11 +266,8 @@ class MqttLink:
         failed = getattr(rc, "is_failure", rc != 0)
         if failed:
             reason = str(rc) if hasattr(rc, "is_failure") else self._mqtt.connack_string(rc)
-            hint = (
-                " (check the user name and password)"
-                if "auth" in reason.lower() or "password" in reason.lower()
-                else ""
-            )
+            code = int(getattr(rc, "value", rc))  # paho 2: a ReasonCode; paho 1.6: the CONNACK's code
+            hint = " (check the user name and password)" if code in LOGIN_REFUSED else ""
             self._limited.log(
                 logging.ERROR, "refused", "MQTT: %s refused the connection: %s%s", self.where, reason, hint
             )
@@ -291,15 +295,16 @@ class MqttLink:
             LOG.exception("MQTT: error while handling a message on %s", message.topic)
 
 
-class _LastError(logging.Handler):
-    """Remembers paho's last error line on its link."""
+class _PahoErrors(logging.Handler):
+    """Keeps the exception of paho's last error line (paho 2 logs the one its read caught)."""
 
-    def __init__(self, link: MqttLink) -> None:
+    def __init__(self) -> None:
         super().__init__(logging.ERROR)
-        self._link = link
+        self.error: BaseException | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._link._last_error = record.getMessage()
+        args = record.args if isinstance(record.args, tuple) else ()
+        self.error = next((a for a in args if isinstance(a, BaseException)), self.error)
 
 
 def _set_cork(sock: Any, value: int) -> bool:
