@@ -118,9 +118,16 @@ do_install() {
     fi
 
     install_file 755 "$SRC/chargery.py" "$PREFIX/chargery.py"
-    for f in "$SRC"/chargerybms/*.py; do
-        install_file 644 "$f" "$PREFIX/chargerybms/$(basename "$f")"
+    # The package with its folders (outputs/, views/, commands/, ...); a module removed
+    # since the last install goes too, so nothing stale is imported.
+    (cd "$SRC" && find chargerybms -name '*.py' -not -path '*/__pycache__/*') | while read -r f; do
+        install_file 644 "$SRC/$f" "$PREFIX/$f"
     done
+    if [ -d "$DESTDIR$PREFIX/chargerybms" ]; then
+        (cd "$DESTDIR$PREFIX" && find chargerybms -name '*.py' -not -path '*/__pycache__/*') | while read -r f; do
+            [ -f "$SRC/$f" ] || { rm -f "$DESTDIR$PREFIX/$f"; say "removed: $PREFIX/$f"; }
+        done
+    fi
     install_file 644 "$SRC/README.md" "$PREFIX/README.md"
     install_file 644 "$SRC/chargery.service" "$UNITDIR/chargery.service"
     install_file 644 "$SRC/chargery@.service" "$UNITDIR/chargery@.service"

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chargerybms.energy import EnergyMeters
 from chargerybms.schedule import ENERGY_SAVE_EVERY
+from chargerybms.views.energy import EnergyMeters
 
 
 def block_stat(device: str) -> tuple[int, int]:

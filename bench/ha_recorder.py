@@ -37,7 +37,7 @@ from ha_harness import HomeAssistant, ha_python, ha_version  # noqa: E402
 from harness import Broker, DaemonProcess, wait_until  # noqa: E402
 
 from chargerybms.config import Settings  # noqa: E402
-from chargerybms.discovery import BASE_ENTITIES, HEALTH_ENTITIES, cell_entities, entity_id, health_cell_entities  # noqa: E402
+from chargerybms.outputs.discovery import BASE_ENTITIES, HEALTH_ENTITIES, cell_entities, entity_id, health_cell_entities  # noqa: E402
 
 DEFAULT_MAX_AGE = Settings().ha_max_age
 CYCLE = 240  # seconds: SimulatedBms's default charge/rest/discharge/rest cycle

@@ -73,7 +73,7 @@ def _missing(prog: str, *modules: str) -> int | None:
 
 
 def cmd_decode(argv: Sequence[str], _constants: Mapping[str, Any] | None) -> int:
-    from .offline import run_decode
+    from .commands.decode import run_decode
 
     parser = argparse.ArgumentParser(
         prog="chargery.py decode",
@@ -87,7 +87,7 @@ def cmd_decode(argv: Sequence[str], _constants: Mapping[str, Any] | None) -> int
 
 
 def cmd_record(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
-    from .recording import run_record
+    from .commands.record import run_record
 
     parser = argparse.ArgumentParser(
         prog="chargery.py record",
@@ -105,7 +105,7 @@ def cmd_record(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
 
 
 def cmd_doctor(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
-    from .doctor import run_doctor
+    from .commands.doctor import run_doctor
 
     parser = argparse.ArgumentParser(
         prog="chargery.py doctor",
@@ -125,7 +125,7 @@ def cmd_doctor(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
 def cmd_health(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
     import time
 
-    from .health_report import run_health
+    from .commands.health import run_health
 
     parser = argparse.ArgumentParser(
         prog="chargery.py health",
@@ -159,7 +159,8 @@ def cmd_health(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
 
 
 def cmd_dashboard(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
-    from .dashboard import SLOTS, pack_for, render
+    from .commands.dashboard import pack_for, render
+    from .protocol import MODELS
 
     parser = argparse.ArgumentParser(
         prog="chargery.py dashboard",
@@ -170,7 +171,7 @@ def cmd_dashboard(argv: Sequence[str], constants: Mapping[str, Any] | None) -> i
     parser.add_argument(
         "--slots",
         type=int,
-        choices=SLOTS,
+        choices=MODELS,
         help="cell slots of the BMS (its model: BMS8T, 16T, 24T), used when --cells is not set (default: 16)",
     )
     try:

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from .victron import FORMATS as VICTRON_DOCUMENTS
+from .protocol import MODELS
 
 EXIT_CONFIG: Final = 2  # also listed in the unit's RestartPreventExitStatus=
 ENV_PREFIX: Final = "CHARGERY_"
 CREDENTIAL_NAME: Final = "mqtt_password"  # systemd LoadCredential=mqtt_password:...
 BAUD_RATES: Final = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
 DEFAULT_MQTT_PORT: Final = 1883
-VICTRON_FORMATS: Final = tuple(VICTRON_DOCUMENTS)  # what --victron takes
+VICTRON_FORMATS: Final = ("serialbattery", "mqtt-battery")  # what --victron takes: outputs/victron.py builds each
 _CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
@@ -208,7 +208,7 @@ class Settings:
     demo_model: int = _opt(
         16,
         "simulated BMS model: 8, 16 or 24 cell slots",
-        check=_one_of((8, 16, 24), " (a Chargery model)"),
+        check=_one_of(MODELS, " (a Chargery model)"),
         meta="SLOTS",
     )
     demo_firmware: str = _opt(

@@ -1,5 +1,5 @@
 """The daemon: a small loop that feeds serial bytes in and publishes the registered outputs
-(:mod:`chargerybms.outputs`) when the schedule (:mod:`chargerybms.schedule`) says so.
+(:mod:`chargerybms.registry`) when the schedule (:mod:`chargerybms.schedule`) says so.
 
 One thread of ours (this one) reads, decodes and publishes; the MQTT network loop runs in
 its own thread and only hands typed events over (a queue). The port is a
@@ -21,17 +21,19 @@ from types import FrameType
 from typing import Any
 
 from . import __version__
+from .base import Event, Message, Output
+from .battery import BatteryState
 from .config import ConfigError, Settings, printing, report
 from .logs import LOG, RateLimited, setup
 from .notify import Notifier
-from .outputs import Event, Message, Output, build_outputs, build_views
+from .outputs.state import daemon_fields
 from .protocol import Framer
 from .quality import LinkQuality
+from .registry import build_outputs, build_views
 from .schedule import Schedule
 from .serial_link import PortReader
 from .sink import Connected, Received, Sink, SinkEvent, make_sink
 from .sources import label, open_source
-from .state import BatteryState
 from .topics import OFFLINE, ONLINE, Topics
 
 
@@ -104,12 +106,8 @@ class Daemon:
         extra: dict[str, Any] = {}
         for view in self.views:
             extra.update(view.fields())
-        return extra | {
-            "frames_per_second": self.quality.frames_per_second,
-            "checksum_failures": self.framer.corrupted,
-            "last_frame": self.state.last_seen,
-            "link": ONLINE if self.link_online else OFFLINE,
-        }
+        link = ONLINE if self.link_online else OFFLINE
+        return extra | daemon_fields(self.quality.frames_per_second, self.framer.corrupted, self.state.last_seen, link)
 
     # --- publishing ------------------------------------------------------------------------
 

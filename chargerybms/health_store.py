@@ -18,10 +18,10 @@ from .logs import LOG, RateLimited
 from .persist import read_copies, write_atomic
 
 if TYPE_CHECKING:
+    from .base import Event
+    from .battery import BatteryState
     from .config import Settings
-    from .outputs import Event
     from .protocol import Frame
-    from .state import BatteryState
 
 
 def health_path(state_dir: Path, device_id: str) -> Path:
@@ -112,7 +112,7 @@ class HealthView:
 def health_view(settings: Settings) -> HealthView | None:
     if not settings.cell_health:
         return None
-    from .energy import default_state_dir
+    from .views.energy import default_state_dir
 
     simulated = settings.demo and settings.state_dir is None  # simulated evidence is not kept
     path = None if simulated else health_path(default_state_dir(settings.state_dir), settings.resolved_device_id)

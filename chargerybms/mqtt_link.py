@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .backoff import Backoff
+from .base import Message
 from .config import ConfigError, Settings, broker
 from .logs import LOG, RateLimited
-from .outputs import Message
 from .topics import OFFLINE, ONLINE
 
 KEEPALIVE = 30

@@ -7,7 +7,7 @@ the backup as a second chance: a copy that does not parse is reported and, unles
 reader only looks, moved aside as ``NAME.corrupt-<time>`` for the user to inspect, never
 silently overwritten.
 
-Used by the energy meters (:mod:`chargerybms.energy`) and the cell-health evidence
+Used by the energy meters (:mod:`chargerybms.views.energy`) and the cell-health evidence
 (:mod:`chargerybms.health_store`).
 """
 

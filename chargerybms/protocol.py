@@ -28,7 +28,8 @@ CMD_CELLS: Final = 0x56
 CMD_STATUS: Final = 0x57
 CMD_IMPEDANCES: Final = 0x58
 
-MAX_SLOTS: Final = 24
+MODELS: Final = (8, 16, 24)  # cell slots of the BMS8T, BMS16T and BMS24T: the one list of models
+MAX_SLOTS: Final = max(MODELS)
 MAX_FRAME_LEN: Final = 13 + 2 * MAX_SLOTS  # 61: a V1.24+ cell frame of a BMS24T
 #: The framer never keeps more than this many bytes between two calls of ``feed``:
 #: at most one incomplete candidate frame, which is shorter than ``MAX_FRAME_LEN``.

@@ -37,10 +37,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from .protocol import SPACER, encode_cells, encode_impedances, encode_status
+from .protocol import MODELS, SPACER, encode_cells, encode_impedances, encode_status
 
 FIRMWARES: Final = ("1.22", "1.25", "1.26")
-MODELS: Final = (8, 16, 24)
 FAULT_KINDS: Final = ("low-capacity", "high-resistance", "balance-lead", "temperature")
 #: What a planted fault does when no severity is given: a cell with 80 % of the capacity,
 #: three times the resistance, a lead that shifts its two readings by up to 25 mV, a sensor

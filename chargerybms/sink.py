@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
+from .base import Message
 from .config import printing
-from .outputs import Message
 from .topics import ONLINE
 
 if TYPE_CHECKING:

@@ -13,11 +13,11 @@ import pytest
 import yaml
 from helpers import CHARGERY
 
+from chargerybms.battery import BatteryState
+from chargerybms.commands.dashboard import SECTIONS, Pack, dashboard, pack_for, render, to_yaml
 from chargerybms.config import load
-from chargerybms.dashboard import SECTIONS, Pack, dashboard, pack_for, render, to_yaml
-from chargerybms.discovery import Discovery
+from chargerybms.outputs.discovery import Discovery
 from chargerybms.protocol import encode_cells
-from chargerybms.state import BatteryState
 from chargerybms.topics import Topics
 
 # The card types of home-assistant/frontend src/panels/lovelace/cards/hui-*-card.ts that the

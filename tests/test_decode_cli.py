@@ -75,7 +75,7 @@ def test_the_json_lines_are_exactly_what_the_json_module_writes() -> None:
     """decode writes its lines without the json module's encoder, for speed: same bytes."""
     import json
 
-    from chargerybms.offline import json_line
+    from chargerybms.commands.decode import json_line
     from chargerybms.protocol import Framer, frame_fields
     from chargerybms.simulator import SimulatedBms
 

@@ -11,13 +11,13 @@ import pytest
 from ha_rules import BINARY_SENSOR_CLASSES, ENTITY_CATEGORIES, triple_error
 from helpers import RecordingSink
 
+from chargerybms.battery import BatteryState
 from chargerybms.config import load
 from chargerybms.daemon import Daemon
-from chargerybms.discovery import Discovery
+from chargerybms.outputs.discovery import Discovery
 from chargerybms.protocol import Framer
 from chargerybms.simulator import SimulatedBms
 from chargerybms.sink import Received
-from chargerybms.state import BatteryState
 from chargerybms.topics import Topics
 
 ENV: dict[str, str] = {}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from chargerybms.energy import MAX_GAP, EnergyMeters
+from chargerybms.battery import BatteryState
 from chargerybms.protocol import decode_frame, encode_cells, encode_status
-from chargerybms.state import BatteryState
+from chargerybms.views.energy import MAX_GAP, EnergyMeters
 
 
 def test_integration_against_a_hand_computed_profile() -> None:

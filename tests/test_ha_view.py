@@ -10,8 +10,8 @@ from helpers import RecordingSink
 
 from chargerybms.config import load
 from chargerybms.daemon import Daemon
-from chargerybms.discovery import DEADBANDS
-from chargerybms.ha_view import Band, Extreme, HaView, Stamp
+from chargerybms.outputs.discovery import DEADBANDS
+from chargerybms.outputs.ha_view import Band, Extreme, HaView, Stamp
 from chargerybms.simulator import SimulatedBms
 
 RULES = {

@@ -146,7 +146,7 @@ def test_every_entity_is_created_enabled_with_the_entity_id_it_proposes(
         listener.close()
     proposed = {c["default_entity_id"] for c in config["components"].values()}
     # 28 of the pack, each cell's voltage and impedance, and the cell health: 6 of the pack
-    # and each cell's sag and impedance ratios (chargerybms/discovery.py, HEALTH_ENTITIES).
+    # and each cell's sag and impedance ratios (chargerybms/outputs/discovery.py, HEALTH_ENTITIES).
     assert len(proposed) == 28 + 2 * 16 + 6 + 2 * 16
     assert "sensor.e2e_cell_7_voltage" in proposed and "sensor.e2e_cell_16_impedance" in proposed
     assert {"sensor.e2e_weakest_cell", "binary_sensor.e2e_health_warning", "event.e2e_health_event"} <= proposed
@@ -369,9 +369,9 @@ def test_a_device_from_an_older_chargery_takes_the_new_ids_with_recreate_entity_
     src/data/regenerate_entity_ids.ts: config/entity_registry/get_automatic_entity_ids for
     every entity of the device, then an update of each) gives every entity, disabled ones
     too, the id the daemon proposes, and the recorded history follows the rename."""
+    from chargerybms.battery import BatteryState
     from chargerybms.config import load
-    from chargerybms.discovery import Discovery
-    from chargerybms.state import BatteryState
+    from chargerybms.outputs.discovery import Discovery
     from chargerybms.topics import Topics
 
     settings = load({"device_id": "old", "device_name": "Old battery", "topic_prefix": "bms/old"}, environ={})

@@ -15,8 +15,8 @@ from helpers import ROOT, RecordingSink
 
 from chargerybms.config import load
 from chargerybms.daemon import Daemon
-from chargerybms.energy import default_state_dir
 from chargerybms.protocol import encode_cells, encode_status
+from chargerybms.views.energy import default_state_dir
 
 DISCHARGE = encode_status(charge_end_mv=3650, mode=0, deci_amps=230, t1_deci=200, t2_deci=190, soc=60)  # -23 A
 CELLS = encode_cells([3310] * 16, energy_mwh=5_000_000, capacity_mah=100_000)
@@ -50,7 +50,9 @@ def test_a_daemon_built_in_a_test_keeps_its_meters_under_tmp(tmp_path: Path) -> 
 
 
 def test_processes_a_test_starts_are_isolated_too(tmp_path: Path) -> None:
-    code = "import os; from chargerybms.energy import default_state_dir as d; print(d(''), os.path.expanduser('~'))"
+    code = (
+        "import os; from chargerybms.views.energy import default_state_dir as d; print(d(''), os.path.expanduser('~'))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     state_dir, home = map(Path, result.stdout.split())
     assert state_dir.is_relative_to(tmp_path) and home.is_relative_to(tmp_path)

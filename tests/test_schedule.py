@@ -11,10 +11,10 @@ from helpers import RecordingSink
 
 from chargerybms.config import load
 from chargerybms.daemon import Daemon
+from chargerybms.outputs.victron import EVERY as VICTRON_EVERY
 from chargerybms.protocol import encode_cells, encode_impedances, encode_status
 from chargerybms.schedule import BURST_DELAY, MAX_SLEEP, SAVE_EVERY, TICK_EVERY, Schedule
 from chargerybms.sink import Connected
-from chargerybms.victron import EVERY as VICTRON_EVERY
 
 STALE, HEARTBEAT = 10.0, 60.0
 

@@ -7,9 +7,10 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chargerybms.battery import BatteryState
+from chargerybms.outputs.legacy import for_frame
 from chargerybms.protocol import Framer, decode_frame, encode_cells, encode_impedances, encode_status
 from chargerybms.simulator import SimulatedBms
-from chargerybms.state import BatteryState
 from chargerybms.topics import Topics
 
 
@@ -33,7 +34,7 @@ def test_legacy_topics_at_protocol_resolution() -> None:
     topics = Topics("p", publish_cells=True)
     cells = decode_frame(encode_cells([3301, 3302, 3399, 12], soc=55))
     state.update(cells, 0)
-    assert topics.for_frame(cells, state) == [
+    assert for_frame(topics, cells, state) == [
         ("p/batteryvolt", "10.002"),
         ("p/cellhigh", "3.399"),
         ("p/celllow", "3.301"),
@@ -44,7 +45,7 @@ def test_legacy_topics_at_protocol_resolution() -> None:
     ]
     status = decode_frame(encode_status(charge_end_mv=3650, mode=0, deci_amps=228, t1_deci=-223, t2_deci=5, soc=91))
     state.update(status, 0)
-    assert dict(topics.for_frame(status, state)) == {
+    assert dict(for_frame(topics, status, state)) == {
         "p/maxvolt": "3.65",
         "p/current": "-22.8",
         "p/modename": "Discharge",
@@ -55,7 +56,7 @@ def test_legacy_topics_at_protocol_resolution() -> None:
     }
     imp = decode_frame(encode_impedances(1, 10, [1, 2, 3, 400]))
     state.update(imp, 0)
-    assert topics.for_frame(imp, state) == [
+    assert for_frame(topics, imp, state) == [
         ("p/aggimped", "0.6"),
         ("p/cellimped1", "0.1"),
         ("p/cellimped2", "0.2"),

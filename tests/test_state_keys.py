@@ -1,4 +1,4 @@
-"""The `state` document's keys are defined once (chargerybms.state.STATE_KEYS); whatever
+"""The `state` document's keys are defined once (chargerybms.registry.STATE_KEYS); whatever
 names them elsewhere (Home Assistant discovery, the Node-RED flows, the README's table)
 is checked against that list, so a renamed key breaks a test, not a user's screen. And
 the per-frame cache of the document cannot go stale."""
@@ -11,11 +11,12 @@ import time
 
 from helpers import CHARGERY, RecordingSink
 
+from chargerybms.battery import BatteryState
 from chargerybms.config import load
 from chargerybms.daemon import Daemon
-from chargerybms.discovery import BASE_ENTITIES, cell_entities
+from chargerybms.outputs.discovery import BASE_ENTITIES, cell_entities
+from chargerybms.registry import STATE_KEYS
 from chargerybms.simulator import SimulatedBms
-from chargerybms.state import STATE_KEYS, BatteryState
 
 ROOT = CHARGERY.parent
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from helpers import chargery_cmd, load_vectors
 
+from chargerybms.battery import BatteryState
+from chargerybms.outputs.victron import mqtt_battery, serialbattery
 from chargerybms.protocol import decode_frame, encode_status
 from chargerybms.simulator import SimulatedBms
-from chargerybms.state import BatteryState
-from chargerybms.victron import mqtt_battery, serialbattery
 
 VEC = {v["id"]: bytes.fromhex(v["hex"]) for v in load_vectors("frames.json")}
 V126_STATUS = encode_status(  # no 19-byte status frame among the vectors: this is one

@@ -7,10 +7,10 @@ import sys
 import time
 from types import FrameType
 
-from .config import Settings
-from .protocol import Framer
-from .serial_link import PortError
-from .sources import label, open_source
+from ..config import Settings
+from ..protocol import Framer
+from ..serial_link import PortError
+from ..sources import label, open_source
 
 
 def run_record(settings: Settings, path: str, seconds: float | None) -> int:

@@ -4,7 +4,7 @@ Device-based discovery (``<ha_prefix>/device/<id>/config``, retained): the devic
 availability and ``state_topic`` are given once, every entity reads its value from the
 ``ha_state`` JSON document (the ``state`` document with each value held back to what a
 person can see, so that Home Assistant's recorder does not write a row a second per
-entity: :mod:`chargerybms.ha_view`, with the deadbands of :data:`DEADBANDS` below).
+entity: :mod:`chargerybms.outputs.ha_view`, with the deadbands of :data:`DEADBANDS` below).
 Unique ids come from the configured device id only, so renaming the device changes names,
 never identities, and two BMS never collide. Each entity also proposes its entity id,
 ``<platform>.<device id>_<key>`` (:func:`entity_id`), so that a dashboard can name the
@@ -21,13 +21,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from . import __version__
-from .config import Settings
+from .. import __version__
+from ..base import Output, Timing, World
+from ..battery import BatteryState
+from ..config import Settings
+from ..protocol import MODE_NAMES, MODELS, UNKNOWN_MODE
+from ..topics import OFFLINE, ONLINE, Topics
 from .ha_view import HA_STATE, Band, Extreme, HaView, Rule, Stamp
-from .outputs import Output, Timing, World
-from .protocol import MODE_NAMES, UNKNOWN_MODE
-from .state import BatteryState
-from .topics import OFFLINE, ONLINE, Topics
 
 MODES: Final = (*MODE_NAMES.values(), UNKNOWN_MODE)  # the enum sensor's options
 DIAGNOSTIC: Final = "diagnostic"
@@ -106,7 +106,7 @@ BASE_ENTITIES: Final = (
 )  # fmt: skip
 
 # What Home Assistant is sent of each value of the `state` document (`<prefix>/ha_state`,
-# see chargerybms/ha_view.py): a value goes out when it has moved by more than its band, at
+# see chargerybms/outputs/ha_view.py): a value goes out when it has moved by more than its band, at
 # most once every `every` seconds, and, whatever it did, once it is --ha-max-age old. Each
 # value that goes out is a row in Home Assistant's recorder: bench/ha_recorder.py measures
 # what this table costs (README, "Home Assistant"). Values not listed (text, flags,
@@ -224,7 +224,7 @@ class Discovery:
         return [*BASE_ENTITIES, *cell_entities(cells), *HEALTH_ENTITIES, *health_cell_entities(cells)]
 
     def model(self, state: BatteryState) -> str:
-        return f"BMS{state.slots}T" if state.slots in (8, 16, 24) else "BMS8T/16T/24T"
+        return f"BMS{state.slots}T" if state.slots in MODELS else "BMS8T/16T/24T"
 
     def unique_id(self, key: str) -> str:
         return f"chargery_{self.device_id}_{key}"
@@ -351,7 +351,7 @@ def output(settings: Settings, topics: Topics) -> Output | None:
 
 def ha_state_output(settings: Settings, topics: Topics) -> Output | None:
     """``ha_state``: what the entities read, the ``state`` document with each value held
-    within its deadband (:data:`DEADBANDS`, :mod:`chargerybms.ha_view`) and only the keys
+    within its deadband (:data:`DEADBANDS`, :mod:`chargerybms.outputs.ha_view`) and only the keys
     the entities read. Made with every ``state``, so never older than it, but sent only when
     it changed (or at the heartbeat): held values mostly do not, and each message is a round
     of template rendering for every entity in Home Assistant."""

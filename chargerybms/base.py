@@ -1,23 +1,27 @@
-"""Outputs: every kind of publication, as one concept, and the registry of them all.
+"""The types every output and view is made of: the lowest layer above the protocol.
 
 An output is a pure builder from the battery as last seen (a :class:`World`) plus its
 topic, retain flag, QoS and :class:`Timing`. The daemon asks the schedule what is due and
 publishes whatever the builders return; neither names a client. A new client (a Venus OS
-driver, a dashboard's data, a health event) is one module with a factory
-``output(settings, topics) -> Output | None`` and one line in :data:`REGISTRY`.
+driver, a dashboard's data, a health event) is one module in ``outputs/`` with a factory
+``output(settings, topics) -> Output | None`` and one line in
+:func:`chargerybms.registry.registry`. A view (``views/``) is fed every frame and adds
+its keys to the ``state`` document.
+
+Imports nothing of ours but the protocol (the rest only for type checking).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .protocol import Frame
 
 if TYPE_CHECKING:
+    from .battery import BatteryState
     from .config import Settings
-    from .state import BatteryState
     from .topics import Topics
 
 
@@ -102,31 +106,3 @@ class Output:
 
 
 Factory = Callable[["Settings", "Topics"], Output | None]
-
-
-def registry() -> Sequence[Factory]:
-    # Imported here: each output module imports this one for Output and Timing.
-    from . import discovery, state, topics, victron
-
-    return (
-        topics.legacy_output,  # the original script's thirteen topics (and --publish-cells)
-        topics.link_output,  # `link`: online/offline, retained
-        state.state_output,  # `state`: the JSON document
-        topics.event_output,  # `event`: cut-offs and health warnings, as they happen
-        discovery.ha_state_output,  # `ha_state`: what Home Assistant's entities read
-        discovery.output,  # Home Assistant MQTT discovery
-        victron.output,  # --victron: a Venus OS driver's document
-    )
-
-
-def build_views(settings: Settings) -> list[View]:
-    """The views these settings switch on, in the order their keys appear in ``state``."""
-    from .energy import energy_view
-    from .health_store import health_view
-
-    return [v for v in (energy_view(settings), health_view(settings)) if v is not None]
-
-
-def build_outputs(settings: Settings, topics: Topics) -> list[Output]:
-    """Every output these settings switch on, in registry order (the order of publication)."""
-    return [o for o in (factory(settings, topics) for factory in registry()) if o is not None]

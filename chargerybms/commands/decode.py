@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any, BinaryIO
 
-from .protocol import (
+from ..protocol import (
     MODE_NAMES,
     UNKNOWN_MODE,
     CellsFrame,

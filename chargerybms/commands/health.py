@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from .health import HealthEngine
-from .health_store import health_path, read
-from .offline import READ_SIZE, InputError, hex_to_bytes
-from .protocol import CellsFrame, Framer, StatusFrame
+from ..health import HealthEngine
+from ..health_store import health_path, read
+from ..protocol import CellsFrame, Framer, StatusFrame
+from .decode import READ_SIZE, InputError, hex_to_bytes
 
 KIND_WORDS = {
     "capacity": "has less capacity than the rest",
@@ -155,7 +155,7 @@ def text_report(doc: dict[str, Any], *, capture: bool) -> str:
 def evidence_candidates(state_dir: str | None, device_id: str) -> list[Path]:
     """Where the evidence may be: the configured (or default) state directory, and when
     none is configured, the service's (/var/lib/chargery, /var/lib/chargery/<instance>)."""
-    from .energy import default_state_dir
+    from ..views.energy import default_state_dir
 
     paths = [health_path(default_state_dir(state_dir), device_id)]
     if not state_dir:

@@ -2,7 +2,7 @@
 
 ``python3 chargery.py dashboard`` prints it as YAML for a new dashboard's raw
 configuration editor. It names the entities by the ids discovery proposes for them
-(:func:`chargerybms.discovery.entity_id`), so it needs nothing from Home Assistant, and it
+(:func:`chargerybms.outputs.discovery.entity_id`), so it needs nothing from Home Assistant, and it
 uses only cards that ship with Home Assistant (markdown with templates, tiles, entities,
 history and statistics graphs): no custom card to install or to break with an update.
 
@@ -31,11 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .discovery import BASE_ENTITIES, HEALTH_ENTITIES, cell_entities, entity_id, health_cell_entities
+from ..outputs.discovery import BASE_ENTITIES, HEALTH_ENTITIES, cell_entities, entity_id, health_cell_entities
+from ..protocol import MODELS
 
 Card = dict[str, Any]
 Section = dict[str, Any]
-SLOTS: Final = (8, 16, 24)
 BAR_WIDTH: Final = 20  # characters of the longest cell bar
 HIGH_COLOUR, LOW_COLOUR = "#db4437", "#039be5"  # Home Assistant's red and light blue
 
@@ -459,6 +459,6 @@ def render(pack: Pack) -> str:
 
 def pack_for(device_id: str, name: str, cells: int | None, slots: int, health: bool = True) -> Pack:
     """The pack of the daemon's settings: ``--cells`` if given, else every slot."""
-    if slots not in SLOTS:
+    if slots not in MODELS:
         raise ValueError(f"slots: {slots} is not a Chargery model (8, 16 or 24)")
     return Pack(device_id, name, cells or slots, health)

@@ -2,7 +2,7 @@
 
 Pure: the caller passes the clock readings in. :meth:`BatteryState.document` is the
 ``<prefix>/state`` JSON document; the legacy topics are built from the same numbers in
-:mod:`chargerybms.topics`.
+:mod:`chargerybms.outputs.legacy`.
 """
 
 from __future__ import annotations
@@ -10,16 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any
 
-from .energy import FIELDS as ENERGY_FIELDS
-from .health import FIELDS as HEALTH_FIELDS
-from .outputs import Output, Timing, World
 from .protocol import CellsFrame, Frame, ImpedancesFrame, StatusFrame
-
-if TYPE_CHECKING:
-    from .config import Settings
-    from .topics import Topics
 
 
 def iso_time(wall: float | None) -> str | None:
@@ -222,21 +215,3 @@ def _impedances_part(
 
 
 _encode = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
-
-#: The daemon's own values in the document (link quality, liveness), after its views'
-#: (:func:`chargerybms.outputs.build_views`): given to :meth:`BatteryState.document` as ``extra``.
-DAEMON_KEYS: Final = ("frames_per_second", "checksum_failures", "last_frame", "link")
-
-#: Every key of the ``state`` document, defined once: discovery's entities, the Node-RED
-#: flows and the README's table are checked against it.
-STATE_KEYS: Final = tuple(BatteryState().document(dict.fromkeys((*ENERGY_FIELDS, *HEALTH_FIELDS, *DAEMON_KEYS))))
-
-
-def state_output(settings: Settings, topics: Topics) -> Output:
-    """``state``: once per burst, at the heartbeat, and a last one when the link goes offline."""
-
-    def build(world: World) -> str | None:
-        state = world.state
-        return state.document_json(world.document_extra()) if state.has_data else None
-
-    return Output("state", topics.state, Timing(burst=True, link_offline=True, announce=True), build)

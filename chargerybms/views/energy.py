@@ -16,15 +16,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from .logs import LOG, RateLimited
-from .persist import read_copies, write_atomic
-from .protocol import StatusFrame
+from ..logs import LOG, RateLimited
+from ..persist import read_copies, write_atomic
+from ..protocol import StatusFrame
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .outputs import Event
-    from .protocol import Frame
-    from .state import BatteryState
+    from ..base import Event
+    from ..battery import BatteryState
+    from ..config import Settings
+    from ..protocol import Frame
 
 FIELDS: Final = ("energy_charged", "energy_discharged")  # its keys in the state document
 

@@ -28,12 +28,12 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from .outputs import Output, Timing, World
-from .state import BatteryState
+from ..base import Output, Timing, World
+from ..battery import BatteryState
 
 if TYPE_CHECKING:
-    from .config import Settings
-    from .topics import Topics
+    from ..config import Settings
+    from ..topics import Topics
 
 Document = dict[str, Any]
 EVERY: Final = 1.0  # seconds between documents while the link is online (the drivers poll about so)

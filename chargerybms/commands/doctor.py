@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .config import Settings
-from .protocol import HEADER, SPACER, CellsFrame, Framer, FramerStats, StatusFrame
-from .serial_link import PortError, SerialPort
+from ..config import Settings
+from ..protocol import HEADER, SPACER, CellsFrame, Framer, FramerStats, StatusFrame
+from ..serial_link import PortError, SerialPort
 
 WIRED_MIN_VOLTS = 1.0  # below this a slot carries junk, not a cell
 HEALTHY_ERROR_RATE = 0.05
