@@ -65,6 +65,13 @@ class SerialPort:
         # A local tty (pyserial has made it raw, VMIN=1): one select and one read per wakeup
         # instead of pyserial's Python read loop. URL ports keep pyserial's own read.
         self._fd: int | None = port.fileno() if isinstance(port, serial.Serial) and port.fd is not None else None
+        # A network bridge (socket://): waited for with our own select on its socket, then
+        # read without a timeout of its own (pyserial's in_waiting there is only 0 or 1), so
+        # one read takes everything that has arrived. Its timeout is a local setting.
+        self._socket_fd: int | None = None
+        if self._fd is None and url.startswith("socket://"):
+            port.timeout = 0
+            self._socket_fd = port.fileno()
 
     def read(self, size: int = 4096, timeout: float = READ_TIMEOUT) -> bytes:
         """Block until at least one byte (or the timeout), then take what has arrived, up
@@ -75,12 +82,18 @@ class SerialPort:
             return self._read_fd(self._fd, size, timeout)
         try:
             port = self._port
-            data: bytes = port.read(min(port.in_waiting, size) or 1)
+            if self._socket_fd is not None:
+                ready, _, _ = select.select((self._socket_fd,), (), (), timeout)
+                return port.read(size) if ready else b""  # raises at the bridge's EOF
+            waiting = port.in_waiting
+            if not waiting and timeout <= 0:  # what has arrived, now: nothing
+                return b""
+            data: bytes = port.read(min(waiting, size) or 1)
             if data:
                 more = min(port.in_waiting, size - len(data))
                 if more > 0:
                     data += port.read(more)
-        except (self._serial_exception, OSError, TypeError, AttributeError) as exc:
+        except (self._serial_exception, OSError, TypeError, AttributeError, ValueError) as exc:
             # TypeError/AttributeError: pyserial's socket handler after the peer vanished.
             raise PortError(_reason(exc)) from None
         return data
