@@ -29,7 +29,12 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
 CONNECT_TIMEOUT = 30.0  # a TCP/TLS handshake that takes longer than this is stuck
 GRACE = 10.0
-SERVE_WAKE = 5.0  # seconds the network thread sleeps when there is nothing to do (keepalive is 30)
+# Seconds the network thread sleeps when there is nothing to do. A publish from the reader
+# thread is written there (paho's loop_write, no wake-up socket pair), so this timeout is
+# the thread's only wake-up besides the broker's own packets: it checks the keepalive
+# (loop_misc) and renews the watchdog promise. 10 s: a PINGREQ due after KEEPALIVE seconds
+# without traffic goes out at most 10 s late, well within the broker's 1.5 x KEEPALIVE.
+SERVE_WAKE = 10.0
 _CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux only
 # A refused login, by CONNACK code: MQTT 3.1.1's 4 and 5 (paho 1.6 hands the code over),
 # and the MQTT 5 reason codes paho 2 maps them to (134 bad user name or password, 135 not
@@ -215,9 +220,13 @@ class MqttLink:
 
     def _serve(self, client: Any) -> None:
         """Run one connection with paho's external-loop calls (loop_read/loop_write/
-        loop_misc around our own select), until it drops or we stop. Unlike client.loop(),
-        this creates no wake-up socket pair, so a publish from the reader thread is one
-        TCP send and does not wake this thread: that halved the CPU per frame."""
+        loop_misc around our own select), until it drops or we stop. Unlike client.loop()
+        or loop_start(), this creates no wake-up socket pair (paho 1.6 and 2.x write a byte
+        to it on every publish, to break their own select), so a publish from the reader
+        thread is written there and then and does not wake this thread. It wakes for the
+        broker's packets (CONNACK, SUBACK, PUBACK of the retained QoS 1 messages, PINGRESP,
+        subscribed messages), for our wake pipe (a publish not written at once, a stop) and
+        every SERVE_WAKE seconds."""
         wake = self._wake_r
         while not self._stop.is_set():
             self._promise(SERVE_WAKE)
