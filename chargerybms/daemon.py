@@ -250,13 +250,18 @@ class Daemon:
                 now = self._clock()
                 self.housekeeping(now)
                 timeout = self.schedule.sleep(now)
-                if self.schedule.gathering and timeout > 0:
-                    # The rest of the burst is on its way: the kernel keeps it, and it is
-                    # taken at once when the window closes (a wake-up per burst, not per piece).
-                    if self.stop_event.wait(timeout):
-                        break
-                    timeout = 0.0
-                data = self.port.read(timeout)
+                if self.schedule.gathering:
+                    # The burst is on its way: the kernel keeps its pieces, and they are
+                    # read, decoded and published together when the window closes.
+                    if timeout > 0:
+                        time.sleep(timeout)
+                    data = self.port.take()
+                else:
+                    ready = self.port.wait(timeout)
+                    if ready:  # the first bytes of a burst: left where they are, its window opens
+                        self.schedule.arrived(self._clock())
+                        continue
+                    data = b"" if ready is False else self.port.read(timeout)
                 if data:
                     self.handle_bytes(data)
         finally:

@@ -98,6 +98,18 @@ class SerialPort:
             raise PortError(_reason(exc)) from None
         return data
 
+    def wait(self, timeout: float) -> bool | None:
+        """Block until bytes are there to read (True) or the timeout (False), reading
+        nothing; None for a port that cannot be watched without reading it."""
+        fd = self._fd if self._fd is not None else self._socket_fd
+        if fd is None:
+            return None
+        try:
+            ready, _, _ = select.select((fd,), (), (), timeout)
+        except (OSError, ValueError) as exc:
+            raise PortError(_reason(exc)) from None
+        return bool(ready)
+
     def _read_fd(self, fd: int, size: int, timeout: float) -> bytes:
         try:
             ready, _, _ = select.select((fd,), (), (), timeout)
@@ -164,11 +176,37 @@ class PortReader:
         try:
             return source.read(4096, timeout)
         except PortError as exc:
-            LOG.warning("serial: %s went away (%s); waiting for it to come back", self.label, exc)
-            self.close()
-            self._backoff.reset()
-            self._next_open = self._clock() + self._backoff.next()
+            self._went_away(exc)
             return b""
+
+    def wait(self, timeout: float) -> bool | None:
+        """Wait up to ``timeout`` seconds for bytes without taking them: True when some
+        are there, False after the timeout, None when the port is not open or cannot be
+        watched without reading it (then :meth:`read` is the way to wait)."""
+        wait = getattr(self._source, "wait", None)
+        if wait is None:
+            return None
+        try:
+            ready: bool | None = wait(timeout)
+        except PortError as exc:
+            self._went_away(exc)
+            return False
+        return ready
+
+    def take(self) -> bytes:
+        """Everything that has arrived, now, without waiting: one read of a watched port;
+        other sources (the simulator, a bridge read through pyserial) until they have nothing."""
+        data = self.read(0.0)
+        if data and getattr(self._source, "wait", None) is None:
+            while len(data) < 65536 and (more := self.read(0.0)):
+                data += more
+        return data
+
+    def _went_away(self, exc: PortError) -> None:
+        LOG.warning("serial: %s went away (%s); waiting for it to come back", self.label, exc)
+        self.close()
+        self._backoff.reset()
+        self._next_open = self._clock() + self._backoff.next()
 
     def _try_open(self, timeout: float) -> ByteSource | None:
         now = self._clock()
