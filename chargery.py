@@ -6,6 +6,7 @@ python3 chargery.py                 the daemon, with the settings below
 python3 chargery.py --help          every flag
 python3 chargery.py dashboard       a Home Assistant dashboard for this BMS (YAML to paste)
 python3 chargery.py health          which cell is failing, and why the BMS cut off
+python3 chargery.py bank --member P1 --member P2   several packs in parallel as one battery
 python3 chargery.py decode|record|doctor|dashboard|health --help
 """
 
@@ -14,7 +15,9 @@ python3 chargery.py decode|record|doctor|dashboard|health --help
 # systemd's EnvironmentFile=), or pass a flag (--port, --mqtt-host, ...). A flag wins over
 # the environment, which wins over this block. Each line shows the default (None: unset,
 # and the comment says what that means); a name here that is not a setting stops the
-# daemon with a message naming the closest one.
+# daemon with a message naming the closest one. Installed as a service (install.sh), this
+# file is replaced by every upgrade: your settings go into /etc/chargery/chargery.env
+# (see docs/upgrading.md).
 # ---------------------------------------------------------------------------------------
 # PORT = "/dev/ttyUSB0"  # serial device, or a pyserial URL: socket://host:port, rfc2217://...
 # BAUD = 115200
@@ -39,6 +42,11 @@ python3 chargery.py decode|record|doctor|dashboard|health --help
 
 # VICTRON = None  # a document for a Victron GX driver: "serialbattery" or "mqtt-battery"
 # CAPACITY_AH = None  # the battery's capacity in Ah (needed by VICTRON = "serialbattery")
+
+# The bank (python3 chargery.py bank; docs/several-packs.md): several packs in parallel as one battery
+# BANK_MEMBERS = None  # the members' topic prefixes, e.g. "chargerybms/house,chargerybms/shed=280"
+# BANK_PREFIX = "chargerybank"  # the bank's own topic prefix
+# BANK_VICTRON = None  # the bank as one battery for a Victron GX: "serialbattery" or "mqtt-battery"
 # ---------------------------------------------------------------------------------------
 
 import os

@@ -38,6 +38,7 @@ from harness import Broker, DaemonProcess, wait_until  # noqa: E402
 
 from chargerybms.config import Settings  # noqa: E402
 from chargerybms.outputs.discovery import BASE_ENTITIES, HEALTH_ENTITIES, cell_entities, entity_id, health_cell_entities  # noqa: E402
+from chargerybms.protocol import MODELS  # noqa: E402
 
 DEFAULT_MAX_AGE = Settings().ha_max_age
 CYCLE = 240  # seconds: SimulatedBms's default charge/rest/discharge/rest cycle
@@ -61,7 +62,7 @@ def group(rows: dict[str, float], device_id: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=2 * CYCLE, help="how long to count (default: two cycles)")
-    parser.add_argument("--cells", type=int, default=16, choices=(8, 16, 24), help="simulated model (default: 16)")
+    parser.add_argument("--cells", type=int, default=16, choices=MODELS, help="simulated model (default: 16)")
     parser.add_argument("--max-age", type=float, default=DEFAULT_MAX_AGE, help="the --ha-max-age to compare with 0")
     parser.add_argument("--top", type=int, default=12, help="entities listed per run (default: 12)")
     args = parser.parse_args()

@@ -2,11 +2,11 @@
 
     python3 bench/health_bench.py [--packs 100] [--healthy 8] [--days 365] [--quick]
 
-Simulated packs (chargerybms/simulator.py, each seeded: its own cell-to-cell variation,
+Simulated packs (chargerybms/simulator/, each seeded: its own cell-to-cell variation,
 load pattern and noise; 8, 16 or 24 cells of 100, 230 or 280 Ah; firmware V1.26 or V1.25)
 go through their daily cycles (charge, rest, discharge, rest; one simulated day is
 ``--cycle-seconds`` of simulated time, the knees at a real cell's pace) and every frame,
-encoded and decoded as on a real port, into the engine (chargerybms/health.py).
+encoded and decoded as on a real port, into the engine (chargerybms/views/health/).
 
 - ``--packs`` packs per fault, each with one planted fault of a random severity: a cell
   with 70-90 % of the capacity, a cell with 2-4x the resistance, a balance lead shifting
@@ -35,10 +35,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chargerybms import health  # noqa: E402
-from chargerybms.health import CUTOFF_MARGIN, CUTOFF_MARGIN_UNFLAGGED, HealthEngine  # noqa: E402
 from chargerybms.protocol import CellsFrame, ImpedancesFrame, decode_frame  # noqa: E402
 from chargerybms.simulator import Fault, SimulatedBms  # noqa: E402
+from chargerybms.views.health import sag  # noqa: E402
+from chargerybms.views.health.cutoffs import CUTOFF_MARGIN, CUTOFF_MARGIN_UNFLAGGED  # noqa: E402
+from chargerybms.views.health.engine import HealthEngine  # noqa: E402
 
 FAULTS = ("low-capacity", "high-resistance", "balance-lead", "temperature")
 RIGHT_KIND = {
@@ -127,14 +128,14 @@ def run_pack(
             events += new
             for e in new:
                 if e["type"] == "cutoff":
-                    reported.append((t, e, engine.last_cutoff_gap_mv))
+                    reported.append((t, e, engine.cutoffs.last_gap_mv))
             if (
                 errors
                 and isinstance(frame, CellsFrame)
-                and engine.last_step is not None
-                and engine.last_step is not last_step
+                and engine.sag.last_step is not None
+                and engine.sag.last_step is not last_step
             ):
-                last_step = engine.last_step
+                last_step = engine.sag.last_step
                 _, med_mv, ratios = last_step
                 errors = [abs(q - r) for q, r in zip(ratios, true_ratio, strict=True)]
                 figures.step_errors[_bin(abs(med_mv), STEP_BINS)].append(statistics.median(errors))
@@ -142,7 +143,9 @@ def run_pack(
         if bms.cycles != seen_cycle:
             seen_cycle = bms.cycles
             v = engine.verdict()
-            per_cycle.append({"cell": v.cell, "warning": v.warning, "kind": v.kind})
+            # The place named: the cell, or for a loose balance lead (blamed on no cell) the
+            # lower of its two cells, as the planted fault gives it.
+            per_cycle.append({"cell": v.place, "warning": v.warning, "kind": v.kind})
             if seen_cycle > cycles:
                 break
     judge_cutoffs(bms, reported, figures)
@@ -255,13 +258,13 @@ def study_healthy(packs: int, days: int, cycle_seconds: int, figures: Figures) -
 def measurement_errors(packs: int, days: int, cycle_seconds: int, figures: Figures) -> None:
     """Healthy packs with the step and impedance limits off: how precise one step, one
     impedance measurement is, against its size (what STEP_MIN_MV and IMPEDANCE_MIN_A rest on)."""
-    saved = health.STEP_MIN_MV, health.STEP_MIN_A
-    health.STEP_MIN_MV, health.STEP_MIN_A = 0.5, 0.5
+    saved = sag.STEP_MIN_MV, sag.STEP_MIN_A
+    sag.STEP_MIN_MV, sag.STEP_MIN_A = 0.5, 0.5  # type: ignore[misc]
     try:
         for seed in range(packs):
             run_pack(random_pack(900_000 + seed, None, cycle_seconds), days, figures, errors=True)
     finally:
-        health.STEP_MIN_MV, health.STEP_MIN_A = saved
+        sag.STEP_MIN_MV, sag.STEP_MIN_A = saved  # type: ignore[misc]
 
 
 def print_figures(figures: Figures) -> None:

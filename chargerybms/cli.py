@@ -1,4 +1,4 @@
-"""Command line: the daemon (default), ``decode``, ``record``, ``doctor``, ``health`` and ``dashboard``."""
+"""Command line: the daemon (default), ``decode``, ``record``, ``doctor``, ``health``, ``dashboard`` and ``bank``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from . import __version__
 from .config import EXIT_CONFIG, ConfigError, Settings, add_flags, load, printing, report
@@ -21,6 +21,9 @@ EPILOG = """commands:
                     which cell is failing and why the BMS cut off: from the
                     saved evidence, or by running the engine over a capture
   dashboard         print a Home Assistant dashboard for this BMS (YAML)
+  bank --member P1 --member P2
+                    several packs in parallel as one battery (its own process)
+  dashboard --bank  print a Home Assistant dashboard for the bank (YAML)
 
 Every setting can also be given as an environment variable CHARGERY_<NAME>
 (e.g. CHARGERY_MQTT_HOST) or edited at the top of chargery.py; a flag wins
@@ -95,7 +98,7 @@ def cmd_record(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
     )
     parser.add_argument("file", help="where to write the raw bytes")
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
-    add_flags(parser, ("port", "baud", "debug", "demo", "demo_model", "demo_firmware", "demo_speed"))
+    add_flags(parser, ("port", "baud", "debug", "demo", "demo_model", "demo_firmware", "demo_speed", "demo_fault"))
     try:
         args, settings = _settings(parser, argv, constants)
     except ConfigError as exc:
@@ -158,7 +161,78 @@ def cmd_health(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
     )
 
 
+BANK_FLAGS: Final = (
+    "mqtt_host", "mqtt_port", "mqtt_username", "mqtt_password_file", "mqtt_tls", "mqtt_ca_file",
+    "mqtt_cert_file", "mqtt_key_file", "stale_after", "heartbeat", "ha_discovery", "ha_prefix",
+    "ha_status_topic", "ha_max_age", "dry_run", "debug", "log_file",
+)  # fmt: skip
+
+
+def _bank_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--member",
+        action="append",
+        metavar="PREFIX[=AH]",
+        help="a member's topic prefix, once per pack, optionally with its capacity in Ah "
+        "(default: CHARGERY_BANK_MEMBERS or BANK_MEMBERS, comma-separated)",
+    )
+    parser.add_argument(
+        "--bank-prefix", dest="bank_prefix", metavar="PREFIX", help="the bank's topic prefix (default: chargerybank)"
+    )
+    parser.add_argument(
+        "--bank-name",
+        dest="bank_name",
+        metavar="NAME",
+        help="its device name in Home Assistant (default: Battery bank)",
+    )
+
+
+def _bank_settings(
+    parser: argparse.ArgumentParser, argv: Sequence[str], constants: Mapping[str, Any] | None
+) -> tuple[argparse.Namespace, Settings]:
+    args = parser.parse_args(argv)
+    flags = vars(args).copy()
+    if args.member:
+        flags["bank_members"] = ",".join(args.member)
+    return args, load(flags, constants)
+
+
+def cmd_bank(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="chargery.py bank",
+        description="Several packs in parallel, each with its own BMS and chargery daemon, as one battery: "
+        "subscribes to the members' state, link and status and publishes the bank under its own prefix "
+        "(sums, capacity-weighted state of charge, the lowest and highest cell with pack and cell number), "
+        "with Home Assistant discovery and optionally a Victron GX document.",
+    )
+    _bank_arguments(parser)
+    parser.add_argument(
+        "--victron",
+        dest="bank_victron",
+        metavar="FORMAT",
+        help="publish the bank as one battery for a Venus OS driver: serialbattery or mqtt-battery "
+        "(default: CHARGERY_BANK_VICTRON, else off)",
+    )
+    add_flags(parser, BANK_FLAGS)
+    try:
+        _, settings = _bank_settings(parser, argv, constants)
+        from .bank.process import members_of
+
+        members_of(settings)
+    except ConfigError as exc:
+        return report(exc, "chargery.py bank")
+    from .config import printing
+
+    if printing(settings) == "broker" and (missing := _missing("chargery.py bank", "paho.mqtt.client")) is not None:
+        return missing
+    from .bank.process import run
+
+    return run(settings)
+
+
 def cmd_dashboard(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
+    if "--bank" in argv:
+        return _bank_dashboard([a for a in argv if a != "--bank"], constants)
     from .commands.dashboard import pack_for, render
     from .protocol import MODELS
 
@@ -186,7 +260,29 @@ def cmd_dashboard(argv: Sequence[str], constants: Mapping[str, Any] | None) -> i
     return 0
 
 
+def _bank_dashboard(argv: Sequence[str], constants: Mapping[str, Any] | None) -> int:
+    from .bank.ha import render
+    from .bank.process import bank_settings, members_of
+
+    parser = argparse.ArgumentParser(
+        prog="chargery.py dashboard --bank",
+        description="Print a Home Assistant dashboard (YAML, built-in cards only) for the bank the bank "
+        "command with the same settings publishes: the bank at a glance, its lowest and highest cell, "
+        "the packs side by side.",
+    )
+    _bank_arguments(parser)
+    try:
+        _, settings = _bank_settings(parser, argv, constants)
+        members = members_of(settings)
+    except ConfigError as exc:
+        return report(exc, "chargery.py dashboard --bank")
+    own = bank_settings(settings)
+    sys.stdout.write(render(own.resolved_device_id, own.device_name, members))
+    return 0
+
+
 COMMANDS = {
+    "bank": cmd_bank,
     "decode": cmd_decode,
     "record": cmd_record,
     "doctor": cmd_doctor,

@@ -28,6 +28,28 @@ BAUD_RATES: Final = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400
 DEFAULT_MQTT_PORT: Final = 1883
 VICTRON_FORMATS: Final = ("serialbattery", "mqtt-battery")  # what --victron takes: outputs/victron.py builds each
 _CONSTANT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+# CHARGERY_* names that are not settings of the daemon but are read by other parts of
+# this repository, so they may share an environment with it: the Node-RED flows'
+# (examples/node-red/battery.js) and the test suite's and CI's. Every other CHARGERY_*
+# name is a setting (one per field of Settings) or a typo, which stops the daemon.
+# tests/test_config.py checks the repository for a CHARGERY_ name missing from both.
+NOT_SETTINGS: Final = frozenset(
+    {
+        "CHARGERY_PREFIX",  # Node-RED flow: the topic prefix it subscribes to
+        "CHARGERY_MAX_AGE",  # Node-RED flow: seconds before a `state` is no longer live
+        "CHARGERY_NODE_RED",  # tests: where Node-RED is installed
+        "CHARGERY_HA_PYTHON",  # tests: the Home Assistant venv's python
+        "CHARGERY_KEEP_CONTAINER",  # tests: keep the systemd test's container
+        "CHARGERY_SCREENSHOTS",  # tests: renew the README's Node-RED picture
+        "CHARGERY_SCREENSHOT_DIR",  # tests: save the Home Assistant pictures there
+        "CHARGERY_CI_CACHE",  # CI: where the tools are cached
+        "CHARGERY_ROOTFS_CACHE",  # CI: where the test rootfs is cached
+    }
+)
+# A demo sent to a broker is a device of its own, so that it never mixes with a real
+# BMS's topics, entities and energy meters there (unless the user names a prefix or name).
+DEMO_TOPIC_PREFIX: Final = "chargerybms-demo"
+DEMO_DEVICE_NAME: Final = "Chargery BMS (demo)"
 
 
 class ConfigError(Exception):
@@ -102,6 +124,16 @@ def _writable_file(path: str) -> str | None:
     target = Path(path)
     writable = os.access(target, os.W_OK) if target.exists() else os.access(target.parent, os.W_OK)
     return None if writable and not target.is_dir() else f"cannot write {path}"
+
+
+def _bank_members(text: str) -> str | None:
+    from .bank.rules import parse_members  # pure; only when members are named
+
+    try:
+        parse_members(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 @dataclass(frozen=True)
@@ -180,6 +212,25 @@ class Settings:
         check=lambda ah: None if ah > 0 else f"{ah:g} is negative (give the capacity in Ah, or 0 for unset)",
         meta="AH",
     )
+    # A bank of packs in parallel (`chargery.py bank`): its own settings, so that the
+    # daemon's (topic prefix, Victron) in the same settings block never leak into it.
+    bank_members: str | None = _opt(
+        None,
+        "the members' topic prefixes, each optionally with its capacity (PREFIX=AH), separated by commas "
+        "(the bank command's --member, once per pack)",
+        kind=str,
+        check=_bank_members,
+        flag=False,
+    )
+    bank_prefix: str = _opt("chargerybank", "topic prefix of the bank", check=_topic, flag=False)
+    bank_name: str = _opt("Battery bank", "the bank's device name in Home Assistant", flag=False)
+    bank_victron: str | None = _opt(
+        None,
+        f"publish the bank as one battery for a Venus OS driver: {' or '.join(VICTRON_FORMATS)} (default: off)",
+        kind=str,
+        check=_one_of(VICTRON_FORMATS, " (or empty for off)"),
+        flag=False,
+    )
     # Home Assistant
     ha_discovery: bool = _opt(True, "announce the BMS to Home Assistant (MQTT discovery)")
     ha_prefix: str = _opt("homeassistant", "Home Assistant discovery prefix", check=_topic)
@@ -250,6 +301,25 @@ class Settings:
 
 
 DEFAULT_MQTT_HOST: Final = "127.0.0.1"
+
+
+def default_state_dir(configured: str | None) -> Path:
+    """``--state-dir``, else systemd's ``$STATE_DIRECTORY``, else ``~/.local/state/chargery``."""
+    if configured:
+        return Path(configured)
+    if os.environ.get("STATE_DIRECTORY"):  # systemd StateDirectory=
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "chargery"
+
+
+def saved_in(s: Settings) -> Path | None:
+    """Where what the daemon keeps (energy meters, cell-health evidence) is saved. The one
+    rule for the simulator: with ``--demo`` nothing is saved unless ``--state-dir`` names
+    where (simulated energy must never land in a real battery's meters)."""
+    if s.demo and s.state_dir is None:
+        return None
+    return default_state_dir(s.state_dir)
 
 
 def broker(s: Settings) -> tuple[str, int]:
@@ -346,22 +416,38 @@ def load(
     environ = os.environ if environ is None else environ
     if constants:
         _check_constant_names(constants)
+    _check_environment_names(environ)
     values: dict[str, Any] = {}
+    given: set[str] = set()  # set by the user in any layer
     for f in SETTINGS_FIELDS:
         name, constant = f.name, f.name.upper()
         value: Any = f.default
         if constants and constant in constants:
             value = _convert(name, constants[constant], f"the {constant} setting in chargery.py")
+            given.add(name)
         env_name = ENV_PREFIX + constant
         if env_name in environ:
             value = _convert(name, environ[env_name], f"environment variable {env_name}")
+            given.add(name)
         if flags and flags.get(name) is not None:
             value = _convert(name, flags[name], f"--{name.replace('_', '-')}")
+            given.add(name)
         values[name] = value
     values["mqtt_password"] = _password(values, flags or {}, environ)
     settings = Settings(**values)
+    if settings.demo and printing(settings) == "broker":
+        own = {"topic_prefix": DEMO_TOPIC_PREFIX, "device_name": DEMO_DEVICE_NAME}
+        values.update({k: v for k, v in own.items() if k not in given})
+        settings = Settings(**values)
     validate(settings)
     return settings
+
+
+def _did_you_mean(name: str, known: set[str]) -> str:
+    import difflib  # only to word the error
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else "; see README.md for the settings"
 
 
 def _check_constant_names(constants: Mapping[str, Any]) -> None:
@@ -369,11 +455,18 @@ def _check_constant_names(constants: Mapping[str, Any]) -> None:
     known = {f.name.upper() for f in SETTINGS_FIELDS}
     for name in constants:
         if _CONSTANT_NAME.fullmatch(name) and name not in known:
-            import difflib  # only to word the error
-
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]}?" if close else "; see README.md for the settings"
+            hint = _did_you_mean(name, known)
             raise ConfigError(f"{name}: not a setting (in the settings block of chargery.py){hint}")
+
+
+def _check_environment_names(environ: Mapping[str, str]) -> None:
+    """A CHARGERY_* variable that is no setting (and none of :data:`NOT_SETTINGS`) is a
+    typo in an environment file: the same error as in the settings block, never ignored."""
+    known = {ENV_PREFIX + f.name.upper() for f in SETTINGS_FIELDS}
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known and name not in NOT_SETTINGS:
+            hint = _did_you_mean(name, known)
+            raise ConfigError(f"{name}: not a setting (in the environment, e.g. /etc/chargery/chargery.env){hint}")
 
 
 def _read_secret(path: str, name: str) -> str | None:

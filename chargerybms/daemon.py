@@ -57,6 +57,10 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.topics = Topics(settings.topic_prefix, settings.publish_cells)
         self.state = BatteryState(settings.cells)
+        if settings.demo:
+            # The simulator's model is known before its first frame: discovery announces
+            # every cell at once, not once without them and again at the first frame.
+            self.state.slots = settings.demo_model
         self.framer = Framer()
         self.quality = LinkQuality()
         self._limited = RateLimited(clock=clock)
@@ -81,6 +85,24 @@ class Daemon:
         self.sink = sink or make_sink(
             settings, self.topics, tuple(self._listeners), on_event=self.events.put, on_closed=self.stop, clock=clock
         )
+        self._checked_model = False
+
+    def _check_model(self) -> None:
+        """Once the model is known: say so when ``--cells`` names more cells than it has slots."""
+        slots, cells = self.state.slots, self.settings.cells
+        if slots is None or self._checked_model:
+            return
+        self._checked_model = True
+        if cells is not None and cells > slots:
+            LOG.warning(
+                "cells is %d, but this BMS is a BMS%dT with %d cell slots: only %d cells are read "
+                "(set --cells / CHARGERY_CELLS to the cells really in series, at most %d)",
+                cells,
+                slots,
+                slots,
+                slots,
+                slots,
+            )
 
     def stop(self) -> None:
         """Ask the main loop to finish (from a signal handler or another thread)."""
@@ -172,6 +194,7 @@ class Daemon:
             LOG.info("serial: receiving frames from %s", self.port.label)
             self.emit(self._when["link_change"], now)
         if self.state.slots != slots_before:  # the model is known now: its cells get entities
+            self._check_model()
             self.emit(self._when["model_change"], now)
 
     def _take_held(self) -> list[Message]:
@@ -243,6 +266,7 @@ class Daemon:
 
     def run(self) -> int:
         LOG.info("chargery %s: reading %s, publishing under %s/", __version__, self.port.label, self.topics.prefix)
+        self._check_model()  # the simulator's is known from the start
         self.sink.start()
         self.notifier.ready(self.status_line(self._clock()))
         try:

@@ -8,7 +8,7 @@ reader only looks, moved aside as ``NAME.corrupt-<time>`` for the user to inspec
 silently overwritten.
 
 Used by the energy meters (:mod:`chargerybms.views.energy`) and the cell-health evidence
-(:mod:`chargerybms.health_store`).
+(:mod:`chargerybms.views.health.store`).
 """
 
 from __future__ import annotations

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
-from . import health, health_store
 from .base import Factory, Output, View
 from .battery import BatteryState
 from .outputs import discovery, event, legacy, link, state, victron
 from .views import energy
+from .views.health import store as health
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -39,7 +39,7 @@ def registry() -> Sequence[Factory]:
 
 def build_views(settings: Settings) -> list[View]:
     """The views these settings switch on, in the order their keys appear in ``state``."""
-    return [v for v in (energy.energy_view(settings), health_store.health_view(settings)) if v is not None]
+    return [v for v in (energy.energy_view(settings), health.health_view(settings)) if v is not None]
 
 
 def build_outputs(settings: Settings, topics: Topics) -> list[Output]:

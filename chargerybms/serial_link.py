@@ -26,7 +26,11 @@ OPEN_BACKOFF_MAX = 10.0  # ... and never longer than this between tries
 
 class PortError(Exception):
     """The port cannot be used: it did not open, or it went away (unplugged, bridge closed).
-    The message is the system's reason."""
+    The message is the system's reason; ``errno`` its number, when the system gave one."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 class ByteSource(Protocol):
@@ -60,7 +64,8 @@ class SerialPort:
             )
             port.open()
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise PortError(_reason(exc)) from None
+            # EAGAIN/EWOULDBLOCK: another process holds the port's exclusive lock.
+            raise PortError(_reason(exc), exc.errno if isinstance(exc, OSError) else None) from None
         self._port = port
         # A local tty (pyserial has made it raw, VMIN=1): one select and one read per wakeup
         # instead of pyserial's Python read loop. URL ports keep pyserial's own read.

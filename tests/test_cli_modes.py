@@ -248,3 +248,94 @@ def test_bad_settings_exit_2_naming_the_setting(args: list[str], env: dict[str, 
     assert result.returncode == 2, err
     assert setting in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+# --- the demo in the first hour: its own device on a broker, discovery once, --cells checked ----
+
+
+@pytest.mark.broker
+def test_a_demo_sent_to_a_broker_publishes_as_its_own_device(broker: Any, subscriber: Any, start_daemon: Any) -> None:
+    """Not as the real `chargerybms` device: its entities and energy meters stay apart."""
+    daemon = start_daemon("--demo", "--demo-speed", "20", "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port))
+    subscriber.wait("chargerybms-demo/state", lambda p: json.loads(p)["cells_seen"] is not None, timeout=30)
+    config = json.loads(subscriber.wait("homeassistant/device/chargerybms-demo/config").payload)
+    assert config["device"]["name"] == "Chargery BMS (demo)"
+    assert config["components"]["energy_charged"]["unique_id"] == "chargery_chargerybms-demo_energy_charged"
+    assert config["state_topic"] == "chargerybms-demo/ha_state"
+    topics = {m.topic for m in subscriber.messages}
+    assert not [t for t in topics if t.startswith("chargerybms/") or t == "homeassistant/device/chargerybms/config"]
+    # The model is the simulator's from the start: one discovery document, every cell in it.
+    assert len(subscriber.on("homeassistant/device/chargerybms-demo/config")) == 1
+    assert "cell_16_voltage" in config["components"], sorted(config["components"])
+    assert "publishing under chargerybms-demo/" in daemon.log()
+
+
+def test_the_demo_prints_its_discovery_once(tmp_path: Path) -> None:
+    lines = _run_demo(tmp_path / "demo")
+    configs = [line for line in lines if line.startswith(DISCOVERY)]
+    assert len(configs) == 1, configs
+    assert "(98 entities" in configs[0]  # the cells' too: the simulated model is known at once
+
+
+def test_more_cells_than_the_model_has_is_said_once_when_the_model_is_known(caplog: pytest.LogCaptureFixture) -> None:
+    from helpers import RecordingSink
+
+    from chargerybms.config import load
+    from chargerybms.daemon import Daemon
+    from chargerybms.simulator import SimulatedBms
+
+    daemon = Daemon(load({"port": "/dev/null", "cells": 20, "dry_run": True}, environ={}), sink=RecordingSink())
+    bms = SimulatedBms(16)
+    with caplog.at_level(logging.WARNING, logger="chargery"):
+        chunks = list(bms.seconds(6))
+        daemon.handle_bytes(b"".join(chunks[: len(chunks) // 2]))
+        assert daemon.state.slots == 16
+        daemon.handle_bytes(b"".join(chunks[len(chunks) // 2 :]))
+    warnings = [r.getMessage() for r in caplog.records if "cell slots" in r.getMessage()]
+    assert warnings == [
+        "cells is 20, but this BMS is a BMS16T with 16 cell slots: only 16 cells are read "
+        "(set --cells / CHARGERY_CELLS to the cells really in series, at most 16)"
+    ]
+    caplog.clear()
+    fits = Daemon(load({"port": "/dev/null", "cells": 14, "dry_run": True}, environ={}), sink=RecordingSink())
+    with caplog.at_level(logging.WARNING, logger="chargery"):
+        fits.handle_bytes(b"".join(chunks))
+    assert not [r for r in caplog.records if "cell slots" in r.getMessage()]
+
+
+def test_the_demo_warns_when_cells_do_not_fit_its_model(tmp_path: Path) -> None:
+    command = chargery_cmd("--demo", "--demo-speed", "20", "--demo-model", "8", "--cells", "12")
+    _, err, status = run_until(tmp_path, command, lambda lines: any(" cellvolt" in x or "/state " in x for x in lines))
+    assert status == 0, err
+    assert err.count("cells is 12, but this BMS is a BMS8T with 8 cell slots") == 1, err
+
+
+def test_record_with_demo_records_the_planted_fault(tmp_path: Path) -> None:
+    """`record --demo` records the simulator, so it takes the simulator's fault too."""
+    out = tmp_path / "sick.bin"
+    result = subprocess.run(
+        chargery_cmd("record", str(out), "--demo", "--demo-speed", "20", "--demo-fault", "high-resistance:3",
+                     "--seconds", "2"),
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "with high-resistance:3" in result.stderr
+    decoded = subprocess.run(chargery_cmd("decode", str(out)), capture_output=True, text=True, timeout=30, check=True)
+    impedances = [json.loads(x)["cell_impedances"] for x in decoded.stdout.splitlines() if '"impedances"' in x]
+    assert impedances and all(max(z) == z[2] > 2 * sorted(z)[len(z) // 2] for z in impedances)
+
+
+def test_demo_with_a_loose_balance_lead_blames_no_cell(tmp_path: Path) -> None:
+    """`--demo-fault balance-lead:5`: the lead between cells 5 and 6 is a wiring fault, not
+    a weak cell: `state` warns with evidence naming the lead and `weakest_cell` null."""
+
+    def warned(lines: list[str]) -> list[dict[str, Any]]:
+        return [s for s in complete_states(lines) if s["health_warning"]]
+
+    demo = chargery_cmd("--demo", "--demo-fault", "balance-lead:5", "--demo-speed", "100", "--no-ha-discovery")
+    lines, err, status = run_until(tmp_path, demo, warned, timeout=120)
+    assert status == 0, err
+    state = warned(lines)[0]
+    assert state["weakest_cell"] is None
+    assert "cells 5 and 6" in state["health_evidence"] and "balance lead" in state["health_evidence"]
+    assert all(s["weakest_cell"] is None for s in complete_states(lines))  # never a cell on the way

@@ -163,3 +163,110 @@ def test_the_password_is_in_no_repr_log_or_error(caplog: pytest.LogCaptureFixtur
     with pytest.raises(ConfigError) as error:
         load({"mqtt_port": 99999}, {"MQTT_USERNAME": "u"}, {"CHARGERY_MQTT_PASSWORD": "hunter2-secret"})
     assert "hunter2-secret" not in str(error.value)
+
+
+# --- an unknown CHARGERY_* name in the environment ------------------------------------------
+
+
+TYPOS = {"CHARGERY_MQTT_HOSTT": "CHARGERY_MQTT_HOST", "CHARGERY_CELS": "CHARGERY_CELLS"}  # as a user makes them
+
+
+@pytest.mark.parametrize(("name", "closest"), TYPOS.items())
+def test_a_misspelt_environment_name_is_an_error_naming_the_closest_setting(name: str, closest: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{name}: not a setting \(in the environment.*did you mean {closest}\?$"):
+        load({}, {}, {name: "8"})
+
+
+def test_every_setting_is_known_in_the_environment_and_other_names_are_not_settings() -> None:
+    """The known names come from the settings' fields, so a new setting is known at once;
+    the few CHARGERY_* names other parts of the repository read are allowed beside them."""
+    from chargerybms.config import NOT_SETTINGS, SETTINGS_FIELDS
+
+    def text(default: object) -> str:  # each at its default, as an environment file writes it
+        return "" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+
+    every = {f"CHARGERY_{f.name.upper()}": text(f.default) for f in SETTINGS_FIELDS}
+    assert load({}, {}, every) == load({}, {}, {})  # no name is refused
+    load({}, {}, dict.fromkeys(NOT_SETTINGS, "x"))
+    assert not {f"CHARGERY_{f.name.upper()}" for f in SETTINGS_FIELDS} & NOT_SETTINGS
+
+
+def test_every_chargery_name_in_the_repository_is_a_setting_or_allowed() -> None:
+    """A CHARGERY_* variable read anywhere in the repository (a flow, a test, CI, the app)
+    would stop the daemon if it shared its environment: each must be a setting or listed."""
+    import re
+    import subprocess
+
+    from conftest import TEST_SETTINGS
+    from helpers import ROOT
+
+    from chargerybms.config import NOT_SETTINGS, SETTINGS_FIELDS
+
+    files = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    )
+    found: dict[str, str] = {}
+    for name in filter(None, files):
+        path = ROOT / name
+        if not path.is_file() or path.suffix in (".png", ".bin", ".jpg"):
+            continue
+        for word in re.findall(r"\bCHARGERY_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(errors="replace")):
+            found.setdefault(word, name)
+    settings = {f"CHARGERY_{f.name.upper()}" for f in SETTINGS_FIELDS}
+    here_documents = {"CHARGERY_EOF"}  # a shell here-document's end marker, no variable
+    allowed = settings | NOT_SETTINGS | here_documents | set(TYPOS)
+    unknown = {word: where for word, where in found.items() if word not in allowed}
+    assert not unknown, f"CHARGERY_* names that are neither settings nor in config.NOT_SETTINGS: {unknown}"
+    assert set(TEST_SETTINGS) <= NOT_SETTINGS
+
+
+def test_a_misspelt_environment_name_stops_the_daemon_in_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from helpers import chargery_cmd
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHARGERY_")} | {"CHARGERY_CELS": "8"}
+    result = subprocess.run(chargery_cmd("--demo"), env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "chargery.py: configuration error: CHARGERY_CELS: not a setting "
+        "(in the environment, e.g. /etc/chargery/chargery.env); did you mean CHARGERY_CELLS?\n"
+    )
+
+
+# --- the demo is a device of its own on a broker; nothing of it is saved ----------------------
+
+
+def test_a_demo_sent_to_a_broker_is_its_own_device_unless_named() -> None:
+    from chargerybms.config import DEMO_DEVICE_NAME, DEMO_TOPIC_PREFIX
+
+    sent = load({"demo": True, "mqtt_host": "broker.lan"}, {}, {})
+    assert (sent.topic_prefix, sent.device_name) == (DEMO_TOPIC_PREFIX, DEMO_DEVICE_NAME)
+    assert sent.resolved_device_id == "chargerybms-demo" != load({}, {}, {}).resolved_device_id
+    named = load({"demo": True, "mqtt_host": "b", "topic_prefix": "garage"}, {}, {"CHARGERY_DEVICE_NAME": "Shed"})
+    assert (named.topic_prefix, named.device_name) == ("garage", "Shed")
+    assert load({"demo": True, "mqtt_host": "b"}, {"TOPIC_PREFIX": "chargerybms"}, {}).topic_prefix == "chargerybms"
+    # Printed, nothing reaches a broker: the demo shows the real names, as the README's first command.
+    assert load({"demo": True}, {}, {}).topic_prefix == "chargerybms"
+    # Without --demo nothing changes.
+    assert load({"mqtt_host": "b"}, {}, {}).topic_prefix == "chargerybms"
+
+
+def test_with_demo_nothing_is_saved_unless_a_state_dir_is_named(tmp_path: Path) -> None:
+    """One rule (config.saved_in) that the energy meters and the health evidence both follow."""
+    from chargerybms.config import saved_in
+    from chargerybms.registry import build_views
+    from chargerybms.views.energy import meter_path
+
+    def stores(settings: object) -> list[object]:  # the health view's evidence file, wherever it lives
+        return [v.store.path for v in build_views(settings) if hasattr(v, "store")]  # type: ignore[arg-type]
+
+    demo = load({"demo": True}, {}, {})
+    assert saved_in(demo) is None and meter_path(demo) is None
+    assert stores(demo) == [None]
+    named = load({"demo": True, "state_dir": str(tmp_path)}, {}, {})
+    assert saved_in(named) == tmp_path and meter_path(named) == tmp_path / "energy-chargerybms.json"
+    assert stores(named) == [tmp_path / "health-chargerybms.json"]
+    real = load({}, {}, {})
+    assert saved_in(real) is not None and meter_path(real) is not None and None not in stores(real)

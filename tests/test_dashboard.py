@@ -116,3 +116,46 @@ def test_bad_settings_are_one_line_and_exit_2(args: list[str]) -> None:
     done = run(*args)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("weakest", "warning", "evidence", "title"),
+    [
+        ("3", "on", "highest at 2 of the last 2 tops", 'title="Cell 3 is failing"'),
+        ("3", "off", "sags 1.4×", 'title="Cell 3 is the weakest"'),
+        # A loose balance lead is blamed on no cell: weakest_cell is none, the warning is on.
+        ("none", "on", "cells 5 and 6 jumped …: the balance lead between them is loose", 'title="Check the wiring"'),
+        ("none", "off", "cells 5 and 6 jumped …", 'title="No cell stands out"'),
+        ("none", "off", "", "**No cell stands out**"),
+        ("unavailable", "unavailable", "", 'title="Cell health unknown"'),
+    ],
+)
+def test_the_health_verdict_reads_right_for_a_cell_a_lead_and_nothing(
+    weakest: str, warning: str, evidence: str, title: str
+) -> None:
+    import jinja2
+
+    from chargerybms.commands.dashboard import _health_markdown
+
+    pack = Pack("garage", "Garage", 8)
+    states = {pack.entity("weakest_cell"): weakest, pack.entity("health_warning"): warning}
+
+    def is_number(value: Any) -> bool:
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return False
+        return True
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["is_number"] = is_number
+    env.globals.update(
+        states=lambda e: states.get(e, "unknown"),
+        is_state=lambda e, s: states.get(e) == s,
+        state_attr=lambda e, a: evidence if a == "evidence" else None,
+        as_timestamp=lambda value, default: default,
+    )
+    text = env.from_string(_health_markdown(pack)).render()
+    head = text.split("**Last cut-off**")[0]
+    assert title in head and head.count("ha-alert alert-type") <= 1
+    assert "Cell none" not in text

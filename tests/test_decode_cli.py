@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from helpers import chargery_cmd, load_vectors
 
 STREAMS = {v["id"]: v for v in load_vectors("streams.json")}
@@ -91,3 +92,22 @@ def test_the_json_lines_are_exactly_what_the_json_module_writes() -> None:
     for offset, frame in frames:
         expected = json.dumps({"offset": offset, **frame_fields(frame)}, separators=(", ", ": "))
         assert json_line(offset, frame) == expected
+
+
+def test_hex_text_without_hex_suggests_hex(tmp_path: Path) -> None:
+    """A capture pasted from a forum post as hex text, decoded as raw bytes: not just "0 frames"."""
+    vector = load_vectors("frames.json")[0]
+    capture = tmp_path / "capture.txt"
+    capture.write_text(vector["hex"] + "\n")
+    result = run(str(capture))
+    assert result.returncode == 0 and result.stdout == b""
+    err = result.stderr.decode()
+    assert err.startswith("chargery decode: 0 frames") and err.count("\n") == 1
+    assert err.rstrip().endswith("; the input is hex text, not raw bytes: decode it with --hex")
+    assert run("--hex", str(capture)).stdout.count(b"\n") == 1  # and so it decodes
+
+
+@pytest.mark.parametrize("raw", [b"", b"h::3\r\n", b"\x24\x24\x57\x00garbage"])
+def test_no_hex_hint_for_what_is_not_hex_text(raw: bytes) -> None:
+    err = run(stdin=raw).stderr.decode()
+    assert "0 frames" in err and "--hex" not in err

@@ -110,6 +110,7 @@ def test_every_state_value_has_an_entity_and_every_template_renders(firmware: st
     for chunk in framer_input.seconds(20):
         daemon.handle_bytes(chunk)
     daemon.housekeeping(time.monotonic() + 1)  # the burst's document is due
+    daemon.announce(time.monotonic() + 1)  # as at the broker's connect (the demo's model is known from the start)
     document = json.loads(daemon.sink.on("chargerybms/state")[-1])  # type: ignore[attr-defined]
     components = json.loads(daemon.sink.on("homeassistant/device/chargerybms/config")[-1])["components"]  # type: ignore[attr-defined]
     templated = {c["value_template"].split("value_json.")[1].split()[0] for c in components.values()}

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import random
+import re
 import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import FakeBms
@@ -95,3 +99,78 @@ def test_a_missing_port_is_explained(tmp_path: object) -> None:
         check=False,
     )
     assert result.returncode == 1 and "Cannot open /dev/ttyNOPE9" in result.stdout and "Traceback" not in result.stderr
+
+
+# --- the port held by another process (the service install.sh just started) ------------------
+
+
+def test_a_port_held_by_the_running_daemon_is_named_with_what_to_do(bms: FakeBms, start_daemon: Any) -> None:
+    """What a new user meets right after install.sh: the service holds the port. Not
+    "Resource temporarily unavailable" and hints about plugging in, but who holds it."""
+    bms.plug().stream(simulated(16, "1.26"), interval=0.02)
+    daemon = start_daemon("--port", str(bms.path), "--dry-run", "--no-ha-discovery")
+    daemon.wait_log("serial: receiving frames")
+    result = doctor(bms, "1")
+    assert result.returncode == 1
+    out = result.stdout
+    assert out.startswith(f"{bms.path} is in use by another process, so doctor cannot listen to it.\n"), out
+    assert re.search(rf"^- Held by PID {daemon.proc.pid}: \S*python\S* \S*chargery\.py --port ", out, re.M), out
+    assert "sudo systemctl stop chargery" in out
+    assert "Resource temporarily unavailable" not in out and "plugged in" not in out
+
+
+def test_a_port_held_by_another_program_names_it(bms: FakeBms, tmp_path: Path) -> None:
+    bms.plug()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(bms.path)], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+        result = doctor(bms, "1")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 1
+    assert f"- Held by PID {holder.pid}: {sys.executable} -c " in result.stdout, result.stdout
+    assert "Stop that program and run doctor again" in result.stdout
+    # Once it is gone, doctor listens.
+    assert "is in use" not in doctor(bms, "0.5").stdout
+
+
+# A program that keeps a terminal open and locked, as pyserial's exclusive=True does.
+HOLD = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("holding", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_service_holding_the_port_gets_the_systemctl_advice() -> None:
+    from chargerybms.commands.doctor import Holder, busy_lines
+
+    lines = busy_lines("/dev/ttyUSB0", [Holder(812, "/usr/bin/python3 /opt/chargery/chargery.py", "chargery.service")])
+    assert lines[1] == "- Held by PID 812: /usr/bin/python3 /opt/chargery/chargery.py (systemd unit chargery.service)"
+    assert "  sudo systemctl stop chargery; then run doctor again; then sudo systemctl start chargery" in lines
+    several = busy_lines("/dev/ttyUSB1", [Holder(9, "python3 /opt/chargery/chargery.py", "chargery@shed.service")])
+    assert "journalctl -u chargery@shed -f" in several[2]
+    unseen = busy_lines("/dev/ttyUSB0", [])
+    assert "sudo python3 chargery.py doctor" in unseen[1] and "sudo systemctl stop chargery" in unseen[-1]
+
+
+def test_the_holders_are_read_from_the_lock_table_and_open_files(bms: FakeBms) -> None:
+    from chargerybms.commands.doctor import port_holders
+
+    bms.plug()
+    assert port_holders(str(bms.path)) == []  # the test's own master/slave descriptors do not count
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(bms.path)], stdout=subprocess.PIPE, stdin=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"holding\n"
+        found = port_holders(str(bms.path))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [h.pid for h in found] == [holder.pid] and HOLD.strip().split("\n")[0] in found[0].command

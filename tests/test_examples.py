@@ -150,12 +150,12 @@ def run_blueprint(document: Any, prefix: str = "chargerybms", **choices: bool) -
 
 
 def engine_events() -> list[dict[str, Any]]:
-    from chargerybms.health import HealthEngine
     from chargerybms.protocol import decode_frame
     from chargerybms.simulator import SimulatedBms
+    from chargerybms.views.health.engine import HealthEngine
 
     events: list[dict[str, Any]] = []
-    for fault in ("low-capacity:7", "temperature"):
+    for fault in ("low-capacity:7", "temperature", "balance-lead:5"):
         engine = HealthEngine()
         bms = SimulatedBms(16, cycle=600, seed=3, fault=fault)
         for t in range(1400):
@@ -192,6 +192,10 @@ def test_the_blueprint_words_the_engines_real_events() -> None:
     assert v["passes"] is True and v["title"] == "Battery: cell 7 needs a look"
     assert v["message"].startswith(warning["message"]) and warning["evidence"][1] in v["message"]
     assert v["notification_id"] == "chargery_bms_shed_health_warning"
+    lead = next(e for e in events if e["type"] == "health_warning" and e["kind"] == "balance_lead")
+    v = run_blueprint(lead)  # a loose balance lead is blamed on no cell
+    assert v["passes"] is True and v["title"] == "Battery: its wiring needs a look"
+    assert v["message"].startswith("the balance lead between cells 5 and 6: ")
     assert run_blueprint(cutoff, cutoffs=False)["passes"] is False
     assert run_blueprint(warning, warnings=False)["passes"] is False
     assert run_blueprint("not json")["passes"] is False  # garbage on the topic notifies nobody

@@ -13,10 +13,10 @@ import pytest
 from helpers import IN_CI
 
 from chargerybms.cli import main
-from chargerybms.health import HealthEngine
-from chargerybms.health_store import HealthStore, health_path
 from chargerybms.protocol import decode_frame
 from chargerybms.simulator import SimulatedBms
+from chargerybms.views.health.engine import HealthEngine
+from chargerybms.views.health.store import HealthStore, health_path
 
 
 def capture(path: Path, fault: str | None, seconds: int = 4200, seed: int = 3) -> bytes:
@@ -111,6 +111,24 @@ def test_the_report_from_saved_evidence(tmp_path: Path, capsys: pytest.CaptureFi
     assert re.search(r"the last at \d+\.\d A, \d+ (days|h|min|s) ago", text)  # the impedances' age
 
 
+def test_a_loose_balance_lead_is_reported_as_the_lead_not_a_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = HealthEngine()
+    bms = SimulatedBms(8, cycle=600, seed=2, fault="balance-lead:5")
+    for t in range(2500):
+        for raw in bms.frames_at(t):
+            engine.feed(decode_frame(raw), float(t), 1_700_000_000.0 + t)
+    HealthStore(health_path(tmp_path, "shed")).save(engine)
+    _, out, _ = health(capsys, "--state-dir", str(tmp_path), "--device-id", "shed", "--json")
+    doc = json.loads(out)
+    assert doc["weakest_cell"] is None and doc["balance_lead"] == [5, 6]
+    assert doc["warning"] is True and doc["kind"] == "balance_lead"
+    _, text, _ = health(capsys, "--state-dir", str(tmp_path), "--device-id", "shed")
+    assert "Verdict: the balance lead between cells 5 and 6 is loose (WARNING). Why:" in text
+    assert not re.search(r"^ *\d+\*", text, re.MULTILINE)  # no cell marked as the weakest
+
+
 def test_the_topic_prefix_finds_the_device_id_as_the_daemon_does(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -186,9 +204,26 @@ def test_plot_without_matplotlib_is_one_line(
     assert status == 2 and out == ""
     assert err == (
         "chargery health: --plot needs matplotlib, which is not installed: sudo apt install python3-matplotlib "
-        "(or pip install 'chargery[plots]' in a virtual environment)\n"
+        "(or, in a virtual environment, pip install matplotlib (from a checkout of chargery: pip install '.[plots]'))\n"
     )
     assert not (tmp_path / "r.png").exists()
+
+
+def test_what_the_plot_advice_installs_exists() -> None:
+    """`pip install '.[plots]'` in a checkout installs this project's `plots` extra, which
+    holds matplotlib: the advice names what pip can really install (no 'chargery[plots]'
+    from an index that has no such project)."""
+    import tomllib
+
+    from helpers import ROOT
+
+    from chargerybms.commands.health import PLOTS_PIP
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    plots = project["optional-dependencies"]["plots"]
+    assert [r.split(">")[0].split("=")[0] for r in plots] == ["matplotlib"]
+    assert PLOTS_PIP.startswith("matplotlib ") and "pip install '.[plots]'" in PLOTS_PIP
+    assert "chargery[" not in PLOTS_PIP
 
 
 def test_plot_needs_a_known_file_type(

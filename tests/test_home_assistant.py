@@ -100,13 +100,16 @@ def millivolts(slots: int, cells: int) -> list[int]:
     return mv + [12] * (slots - cells)
 
 
-def start_bms(env: Env, directory: Path, device_id: str, slots: int, cells: int, *flags: str) -> Bms:
+def start_bms(
+    env: Env, directory: Path, device_id: str, slots: int, cells: int, *flags: str, impedances: list[int] | None = None
+) -> Bms:
+    """``impedances``: each cell's, in the frame's 0.1 mOhm steps (default 0.3 to 0.5 mOhm)."""
     mv = millivolts(slots, cells)
     fake = FakeBms(directory / "ttyBMS").plug()
     status = encode_status(charge_end_mv=3650, mode=1, deci_amps=123, t1_deci=215, t2_deci=198, soc=57,
                            discharge_end_mv=2800)  # fmt: skip
-    impedances = encode_impedances(1, 123, [3 + i % 3 for i in range(cells)])
-    fake.stream([encode_cells(mv, energy_mwh=5_000_000, capacity_mah=100_000), status, impedances], interval=0.1)
+    impedances_frame = encode_impedances(1, 123, impedances or [3 + i % 3 for i in range(cells)])
+    fake.stream([encode_cells(mv, energy_mwh=5_000_000, capacity_mah=100_000), status, impedances_frame], interval=0.1)
     daemon = DaemonProcess(
         directory / "daemon",
         ["--port", str(fake.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(env.broker.port),
@@ -440,3 +443,76 @@ def _frames(data: bytes) -> Iterator[Any]:
 
     for _, frame in Framer().feed(data):
         yield frame
+
+
+# --- the first look: the impedance grid fits its card -------------------------------------------
+
+# Per cell of the impedance card's table: its number, the impedance shown beside it, and
+# whether that value lies within the box of its card (ha-card), i.e. not cut off by it.
+IMPEDANCE_CELLS_JS = """
+() => {
+  const cards = [];
+  const walk = (node) => {
+    if (node.tagName && node.tagName.toLowerCase() === 'hui-markdown-card') cards.push(node);
+    if (node.shadowRoot) walk(node.shadowRoot);
+    for (const child of node.children || []) walk(child);
+  };
+  walk(document.documentElement);
+  const find = (root, tag) => {
+    const found = [];
+    const go = (n) => {
+      if (n.tagName && n.tagName.toLowerCase() === tag) found.push(n);
+      if (n.shadowRoot) go(n.shadowRoot);
+      for (const c of n.children || []) go(c);
+    };
+    go(root);
+    return found;
+  };
+  for (const card of cards) {
+    const rows = find(card, 'tr').map((tr) => [...tr.children]);
+    if (!rows.length || !rows[0].map((c) => c.textContent.trim()).join('|').startsWith('Cell|mΩ')) continue;
+    const box = find(card, 'ha-card')[0].getBoundingClientRect();
+    const out = [];
+    for (const row of rows.slice(1)) {
+      for (let i = 0; i + 1 < row.length; i += 2) {
+        const value = row[i + 1].getBoundingClientRect();
+        out.push({cell: row[i].textContent.trim(), value: row[i + 1].textContent.trim(),
+                  inside: value.width > 0 && value.left >= box.left - 0.5 && value.right <= box.right + 0.5
+                          && value.top >= box.top - 0.5 && value.bottom <= box.bottom + 0.5,
+                  right: value.right, card_right: box.right});
+      }
+    }
+    return out;
+  }
+  return null;
+}
+"""
+
+
+def test_every_impedance_is_visible_inside_its_card_at_1400_px(env: Env, bmses: list[Bms], tmp_path: Path) -> None:
+    """16 cells on a 1400 px wide screen: the grid once overflowed its card, and cells 4, 8,
+    12 and 16 (the last column) were cut off."""
+    device_id, cells = "imp16", 16
+    # Aged cells, as real packs have them: values of four and five characters.
+    impedances = [1234 - 71 * i if i % 2 else 97 + 13 * i for i in range(cells)]
+    bms = start_bms(env, tmp_path, device_id, cells, cells, impedances=impedances)
+    bmses.append(bms)
+    out = subprocess.run(
+        [sys.executable, str(CHARGERY), "dashboard", "--topic-prefix", f"bms/{device_id}", "--device-id", device_id,
+         "--slots", str(cells)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    wait_for_entities(env, {f"sensor.{device_id}_cell_{n}_impedance" for n in range(1, cells + 1)})
+    wait_until(lambda: env.ha.state(f"binary_sensor.{device_id}_link") == "on", 20, "the link entity on")
+    env.ha.dashboard_file.write_text(out.stdout)
+    page = logged_in_page(env.browser, env.ha, width=1400)
+    try:
+        open_dashboard(page, env.ha, "Measured at")
+        shown = wait_until(lambda: page.evaluate(IMPEDANCE_CELLS_JS), 10, "the impedance card's table", every=0.1)
+        screenshot(page, tmp_path, "dashboard-impedance-1400.png")
+    finally:
+        page.context.close()
+    assert [c["cell"] for c in shown] == [str(n) for n in range(1, cells + 1)], shown
+    assert [c["value"] for c in shown] == [f"{z / 10:g}" for z in impedances]
+    cut = [c for c in shown if not c["inside"]]
+    assert not cut, f"impedances outside their card: {cut}"

@@ -15,6 +15,8 @@ The dashboard's rules used here, from its source (FlowFuse/node-red-dashboard):
 - ``ui/src/widgets/ui-chart/UIChart.vue``: the chart draws the messages kept in the Vuex
   store (``data.messages[<node id>]``, the app is ``#app.__vue_app__``), each point as its
   ``_datapoint`` (``category``: the series, ``y``), which ``nodes/widgets/ui_chart.js`` adds.
+  With ``window.Cypress`` set, it lists itself in ``window.uiCharts[<node id>]`` with its
+  ECharts instance as ``chart`` (the axis as drawn is read from there).
 - ``ui/src/widgets/ui-notification/UINotification.vue``: a notification is a Vuetify
   snackbar with the class ``nrdb-ui-notification``.
 - ``ui/src/components/PWABadge.vue``: the toast "App is offline ready" belongs to the
@@ -30,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +128,9 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         )
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        # The dashboard's own test hook: with it, each chart lists itself in window.uiCharts
+        # (ui/src/widgets/ui-chart/UIChart.vue, mounted), so its axis can be read as drawn.
+        page.add_init_script("window.Cypress = true;")
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
@@ -367,3 +373,43 @@ def test_an_event_of_chargery_is_a_banner_a_list_entry_and_a_notification(
     # failed, would have).
     assert "[error]" not in dashboard.node_red.log()
     assert dashboard.errors == []  # nor the page (a template Vue could not render would)
+
+
+SIX_HOURS_MS = 6 * 3600 * 1000
+
+
+def shows_the_last_six_hours(page: dict[str, Any]) -> bool:
+    """The chart's axis is the six hours up to now (its right end at most a minute ahead)."""
+    axis = page["chartAxis"]
+    now = time.time() * 1000
+    return bool(axis) and axis[1] - axis[0] == SIX_HOURS_MS and now - 1000 <= axis[1] <= now + 61_000
+
+
+def test_the_chart_shows_the_last_six_hours_also_while_chargery_is_offline(
+    dashboard: Dashboard, bms: FakeBms, start_daemon: StartDaemon
+) -> None:
+    """Its axis once spanned whatever points it held: two days, on a page opened the day after
+    chargery went offline. Now it is the last six hours, live or not, and moves on by itself."""
+    (window,) = [n for n in FLOW if n.get("name") == "every minute"]
+    assert window["type"] == "inject" and window["repeat"] == "60" and window["once"] is True
+    mv, _, _ = cell_voltages(16)
+    bms.plug().stream(bms_frames(mv, 60), interval=0.1)
+    daemon = start_pty_daemon(start_daemon, bms, dashboard.broker)
+    page = dashboard.wait(lambda p: is_live_with(16)(p) and p["chart"], 30, "live values and points on the chart")
+    page = dashboard.wait(shows_the_last_six_hours, 10, "the last six hours on the chart's axis")
+    low, high = page["chartAxis"]
+    assert page["chartTimes"] and all(low <= t <= high for t in page["chartTimes"])
+
+    daemon.stop()
+    dashboard.wait(shows_nothing_live, WITHIN_STOP, "offline")
+    # No point comes any more; the axis still moves on with the time (once a minute).
+    moved = dashboard.wait(
+        lambda p: shows_the_last_six_hours(p) and p["chartAxis"][1] > high, 75, "the axis moving on while offline"
+    )
+    assert moved["chartAxis"][1] - high >= 50_000
+    # A page opened now shows the same six hours.
+    dashboard.page.reload()
+    dashboard.page.wait_for_selector("[data-chargery=battery]")
+    reloaded = dashboard.wait(lambda p: shows_the_last_six_hours(p) and p["chart"], 15, "the axis after a reload")
+    assert reloaded["chartAxis"] == moved["chartAxis"]
+    dashboard.screenshot("chart-offline")

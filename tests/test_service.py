@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import re
@@ -102,6 +103,7 @@ def test_install_into_a_staging_root(tmp_path: Path) -> None:
         "opt/chargery/chargery.py": "0o755",
         "opt/chargery/chargerybms/protocol.py": "0o644",
         "opt/chargery/chargerybms/daemon.py": "0o644",
+        "opt/chargery/chargerybms/views/health/engine.py": "0o644",  # subpackages too
         "etc/systemd/system/chargery.service": "0o644",
         "etc/systemd/system/chargery@.service": "0o644",
         "etc/chargery/chargery.env": "0o640",
@@ -277,3 +279,125 @@ def test_no_notify_socket_means_no_notifications() -> None:
     assert not n.enabled and n.watchdog_interval is None
     n.ready("x")
     n.watchdog()
+
+
+# --- an upgrade keeps the user's settings ---------------------------------------------------
+
+
+def checkout_copy(directory: Path) -> Path:
+    """What install.sh installs from, as a user's checkout holds it (a test may edit it)."""
+    directory.mkdir()
+    for name in (
+        "install.sh",
+        "chargery.py",
+        "README.md",
+        "chargery.service",
+        "chargery@.service",
+        "chargery-bank.service",
+    ):
+        shutil.copy2(ROOT / name, directory / name)
+    shutil.copytree(ROOT / "chargerybms", directory / "chargerybms", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "docs", directory / "docs")
+    return directory
+
+
+def run_install(source: Path, stage: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DESTDIR"} | {"DESTDIR": str(stage)}
+    return subprocess.run(
+        ["sh", str(source / "install.sh"), *args], env=env, capture_output=True, text=True, check=False
+    )
+
+
+def edit_settings_block(script: Path, lines: dict[str, str]) -> None:
+    """Uncomment and set lines of the settings block, as the script's comment invites."""
+    text = script.read_text()
+    for name, value in lines.items():
+        text, count = re.subn(rf"^# {name} = .*$", f"{name} = {value}", text, count=1, flags=re.M)
+        assert count == 1, name
+    script.write_text(text)
+
+
+def test_an_upgrade_replaces_the_program_and_keeps_the_edited_settings_file(tmp_path: Path) -> None:
+    stage, source = tmp_path / "stage", checkout_copy(tmp_path / "checkout")
+    assert run_install(source, stage).returncode == 0
+    env_file, password = stage / "etc/chargery/chargery.env", stage / "etc/chargery/mqtt-password"
+    env_file.write_text("CHARGERY_PORT=/dev/serial/by-id/usb-FTDI-mine\nCHARGERY_CELLS=8\n")
+    password.write_text("s3cret\n")
+    # git pull: a new version of the program.
+    daemon_py = source / "chargerybms/daemon.py"
+    daemon_py.write_text(daemon_py.read_text() + "\n# a newer version\n")
+    result = run_install(source, stage)
+    assert result.returncode == 0, result.stderr
+    assert "installed: /opt/chargery/chargerybms/daemon.py (644)" in result.stdout
+    assert (stage / "opt/chargery/chargerybms/daemon.py").read_text().endswith("# a newer version\n")
+    assert env_file.read_text() == "CHARGERY_PORT=/dev/serial/by-id/usb-FTDI-mine\nCHARGERY_CELLS=8\n"
+    assert password.read_text() == "s3cret\n"
+    assert "kept: /etc/chargery/chargery.env (yours)" in result.stdout
+    # The last words: doctor beside the running service needs it stopped first (it holds the port).
+    assert (
+        "sudo systemctl stop chargery; python3 /opt/chargery/chargery.py doctor --port /dev/ttyUSB0; "
+        "sudo systemctl start chargery"
+    ) in result.stdout
+
+
+def test_settings_edited_into_the_installed_script_are_never_silently_overwritten(tmp_path: Path) -> None:
+    """The first-hour story: settings edited in /opt/chargery/chargery.py, then `git pull &&
+    sudo ./install.sh`. install.sh refuses, changes nothing, and prints the lines that keep
+    them in chargery.env; with those there, the upgrade goes ahead and the settings hold."""
+    stage, source = tmp_path / "stage", checkout_copy(tmp_path / "checkout")
+    assert run_install(source, stage).returncode == 0
+    installed = stage / "opt/chargery/chargery.py"
+    edit = {"PORT": '"/dev/ttyUSB1"', "CELLS": "8", "MQTT_HOST": '"192.168.1.10"', "PUBLISH_CELLS": "True"}
+    edit_settings_block(installed, edit)
+    env_file = stage / "etc/chargery/chargery.env"
+    env_file.write_text(env_file.read_text().replace("CHARGERY_PORT=/dev/ttyUSB0\n", ""))  # the user's own file
+    edited = installed.read_text()
+    (source / "chargery.py").write_text((source / "chargery.py").read_text() + "# a newer version\n")
+    before = snapshot(stage)
+
+    result = run_install(source, stage)
+    assert result.returncode == 1 and result.stdout == ""
+    assert snapshot(stage) == before and installed.read_text() == edited  # nothing lost, nothing changed
+    err = result.stderr
+    assert f"{installed} has settings edited in it: PORT, MQTT_HOST, CELLS, PUBLISH_CELLS." in err
+    assert "Settings belong in /etc/chargery/chargery.env" in err and "Nothing was changed." in err
+    lines = [line.strip() for line in err.splitlines() if line.startswith("    CHARGERY_")]
+    assert lines == ["CHARGERY_PORT=/dev/ttyUSB1", "CHARGERY_MQTT_HOST=192.168.1.10", "CHARGERY_CELLS=8",
+                     "CHARGERY_PUBLISH_CELLS=true"]  # fmt: skip
+    # The lines mean what the edited block meant.
+    constants = {name: ast.literal_eval(value) for name, value in edit.items()}
+    environ = dict(line.split("=", 1) for line in lines)
+    assert load({}, constants, {}) == load({}, {}, environ)
+
+    # Moved as told: the upgrade goes ahead, and the settings file is the user's, untouched.
+    env_file.write_text(env_file.read_text() + "\n".join(lines) + "\n")
+    moved = env_file.read_text()
+    result = run_install(source, stage)
+    assert result.returncode == 0, result.stderr
+    assert "installed: /opt/chargery/chargery.py (755)" in result.stdout
+    assert installed.read_text().endswith("# a newer version\n") and env_file.read_text() == moved
+
+
+def test_settings_edited_in_the_checkout_are_refused_before_git_pull_trips_on_them(tmp_path: Path) -> None:
+    stage, source = tmp_path / "stage", checkout_copy(tmp_path / "checkout")
+    edit_settings_block(source / "chargery.py", {"CELLS": "12"})
+    result = run_install(source, stage)
+    assert result.returncode == 1 and not stage.exists()
+    assert "make `git pull` conflict" in result.stderr and "    CHARGERY_CELLS=12\n" in result.stderr
+    assert "git checkout chargery.py" in result.stderr
+
+
+def test_uninstall_keeps_settings_edited_into_the_installed_script(tmp_path: Path) -> None:
+    stage, source = tmp_path / "stage", checkout_copy(tmp_path / "checkout")
+    assert run_install(source, stage).returncode == 0
+    edit_settings_block(stage / "opt/chargery/chargery.py", {"CELLS": "12"})
+    result = run_install(source, stage, "--uninstall")
+    assert result.returncode == 1 and (stage / "opt/chargery/chargery.py").exists()
+    assert "    CHARGERY_CELLS=12\n" in result.stderr
+
+
+def test_install_help_says_where_settings_live_and_points_to_the_upgrade_page() -> None:
+    result = subprocess.run(["sh", str(ROOT / "install.sh"), "--help"], capture_output=True, text=True, check=True)
+    assert "/etc/chargery/chargery.env" in result.stdout and "never overwritten" in result.stdout
+    assert "docs/upgrading.md" in result.stdout and (ROOT / "docs/upgrading.md").is_file()
+    assert "set -eu" not in result.stdout

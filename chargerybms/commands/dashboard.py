@@ -37,6 +37,7 @@ from ..protocol import MODELS
 Card = dict[str, Any]
 Section = dict[str, Any]
 BAR_WIDTH: Final = 20  # characters of the longest cell bar
+IMPEDANCES_PER_ROW: Final = 2  # cells a row of the impedance table (pairs of columns: cell, mΩ)
 HIGH_COLOUR, LOW_COLOUR = "#db4437", "#039be5"  # Home Assistant's red and light blue
 
 
@@ -140,7 +141,10 @@ Spread **{{{{ ((hi - lo) * 1000) | round | int }}}} mV** · highest cell {{{{ hi
 def _impedance_markdown(pack: Pack) -> str:
     ids = ", ".join(f"'{pack.cell(n, 'impedance')}'" for n in range(1, pack.cells + 1))
     when, total = pack.entity("impedances_measured"), pack.entity("impedance_total")
-    per_row = 4
+    # Two cells a row: the section is one column of the view (about 340 px at 1400 px, the
+    # whole width of a phone), where four pairs of columns overflowed the card and cut off
+    # every fourth cell once the values had four or five characters (102.1 mΩ).
+    per_row = IMPEDANCES_PER_ROW
     header = "| " + " | ".join(["Cell | mΩ"] * per_row) + " |\n|" + "--:|" * (2 * per_row)
     return (
         _liveness(pack)
@@ -175,10 +179,14 @@ def _health_markdown(pack: Pack) -> str:
     return f"""\
 {{%- set weakest = states('{weakest}') -%}}
 {{%- set evidence = state_attr('{weakest}', 'evidence') or '' -%}}
-{{%- if is_state('{warning}', 'on') -%}}
+{{%- if is_state('{warning}', 'on') and weakest | is_number -%}}
 <ha-alert alert-type="warning" title="Cell {{{{ weakest }}}} is failing">{{{{ evidence }}}}</ha-alert>
+{{%- elif is_state('{warning}', 'on') -%}}
+<ha-alert alert-type="warning" title="Check the wiring">{{{{ evidence }}}}</ha-alert>
 {{%- elif weakest | is_number -%}}
 <ha-alert alert-type="info" title="Cell {{{{ weakest }}}} is the weakest">{{{{ evidence }}}} (not strong enough for a warning yet)</ha-alert>
+{{%- elif weakest == 'none' and evidence -%}}
+<ha-alert alert-type="info" title="No cell stands out">{{{{ evidence }}}} (not strong enough for a warning yet)</ha-alert>
 {{%- elif weakest == 'none' -%}}
 **No cell stands out**: the evidence so far names no weak cell.
 {{%- else -%}}

@@ -21,6 +21,8 @@ from ..protocol import (
 
 READ_SIZE = 1 << 16
 _HEX_SPACE = re.compile(rb"\s+")
+_HEX_TEXT = re.compile(rb"[\s0-9A-Fa-f]*[0-9A-Fa-f]{2}[\s0-9A-Fa-f]*")
+SNIFF = 4096  # bytes of the input looked at to tell hex text from a raw capture
 
 
 class InputError(Exception):
@@ -40,11 +42,22 @@ def hex_to_bytes(text: bytes) -> bytes:
         raise InputError(f"hex input holds {shown!r}, which is not a hex digit") from None
 
 
-def decode_stream(source: BinaryIO, out: IO[str], *, as_hex: bool = False) -> FramerStats:
-    """Decode everything from ``source``; write one JSON object per frame to ``out``."""
+def looks_like_hex(sample: bytes) -> bool:
+    """Hex digits and white space only (``24 24 57 ...``): text that ``--hex`` decodes, which
+    a raw capture never is (its frames hold bytes far outside those characters)."""
+    return _HEX_TEXT.fullmatch(sample) is not None
+
+
+def decode_stream(
+    source: BinaryIO, out: IO[str], *, as_hex: bool = False, start: bytearray | None = None
+) -> FramerStats:
+    """Decode everything from ``source``; write one JSON object per frame to ``out``.
+    ``start``, if given, receives the first :data:`SNIFF` bytes of the input."""
     framer = Framer()
     chunks = [hex_to_bytes(source.read())] if as_hex else iter(lambda: source.read(READ_SIZE), b"")
     for chunk in chunks:
+        if start is not None and len(start) < SNIFF:
+            start += chunk[: SNIFF - len(start)]
         _write(out, framer.feed(chunk))
     _write(out, framer.flush())
     return framer.stats()
@@ -127,16 +140,17 @@ def summary(stats: FramerStats) -> str:
 
 
 def run_decode(path: str, as_hex: bool) -> int:
+    start = bytearray()
     try:
         if path == "-":
-            stats = decode_stream(sys.stdin.buffer, sys.stdout, as_hex=as_hex)
+            stats = decode_stream(sys.stdin.buffer, sys.stdout, as_hex=as_hex, start=start)
         else:
             try:
                 source = open(path, "rb")  # noqa: SIM115 - closed below, errors reported apart
             except OSError as exc:
                 raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
             with source:
-                stats = decode_stream(source, sys.stdout, as_hex=as_hex)
+                stats = decode_stream(source, sys.stdout, as_hex=as_hex, start=start)
         sys.stdout.flush()
     except InputError as exc:
         print(f"chargery decode: {exc}", file=sys.stderr)
@@ -148,5 +162,8 @@ def run_decode(path: str, as_hex: bool) -> int:
         # The reader went away (| head): not an error of ours.
         sys.stderr.close()
         return 0
-    print(f"chargery decode: {summary(stats)}", file=sys.stderr)
+    hint = ""
+    if not as_hex and stats.frames == 0 and looks_like_hex(bytes(start)):
+        hint = "; the input is hex text, not raw bytes: decode it with --hex"
+    print(f"chargery decode: {summary(stats)}{hint}", file=sys.stderr)
     return 0

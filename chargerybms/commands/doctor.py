@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..config import Settings
 from ..protocol import HEADER, SPACER, CellsFrame, Framer, FramerStats, StatusFrame
@@ -115,10 +119,108 @@ def verdict(heard: Listening, settings: Settings) -> tuple[bool, list[str]]:
     return True, lines
 
 
+# --- another process holds the port ---------------------------------------------------------
+
+# The open fails this way when another process holds the port: EAGAIN/EWOULDBLOCK from
+# pyserial's exclusive lock (flock, as the daemon opens it), EBUSY from a terminal opened
+# for exclusive use (TIOCEXCL).
+BUSY = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY})
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int
+    command: str  # its command line, or its name
+    unit: str | None  # the systemd unit it runs in, if any
+
+
+def port_holders(path: str, proc: Path = Path("/proc")) -> list[Holder]:
+    """The processes that hold ``path`` (a device, or a link to one) open, other than this
+    one: from the kernel's lock table (``/proc/locks``, readable by every user) and from
+    the processes' open files (``/proc/PID/fd``, those this user may read)."""
+    try:
+        device = os.stat(path)
+        target = os.path.realpath(path)
+    except OSError:
+        return []
+    pids: set[int] = set()
+    lock_id = f"{os.major(device.st_dev):02x}:{os.minor(device.st_dev):02x}:{device.st_ino}"
+    try:
+        for line in (proc / "locks").read_text().splitlines():
+            fields = line.split()
+            if "->" not in fields and len(fields) > 5 and fields[5] == lock_id and fields[4].isdigit():
+                pids.add(int(fields[4]))  # "1: FLOCK ADVISORY WRITE <pid> <maj:min:inode> 0 EOF"
+    except OSError:
+        pass
+    for fd_dir in proc.glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == target for fd in fd_dir.iterdir()):
+                pids.add(int(fd_dir.parent.name))
+        except OSError:  # another user's process, or gone meanwhile
+            continue
+    pids.discard(os.getpid())
+    return [_holder(pid, proc) for pid in sorted(pids)]
+
+
+def _holder(pid: int, proc: Path) -> Holder:
+    try:
+        command = (proc / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = ""
+    if not command:
+        try:
+            command = (proc / str(pid) / "comm").read_text().strip()
+        except OSError:
+            command = "?"
+    unit = None
+    try:
+        cgroup = (proc / str(pid) / "cgroup").read_text()
+        found = re.findall(r"/([^/\s]+\.service)(?:/|$)", cgroup, re.MULTILINE)
+        unit = found[-1] if found else None
+    except OSError:
+        pass
+    return Holder(pid, command, unit)
+
+
+def busy_lines(where: str, holders: list[Holder]) -> list[str]:
+    """What to say when another process holds the port: who, and what to do."""
+    lines = [f"{where} is in use by another process, so doctor cannot listen to it."]
+    for h in holders:
+        shown = h.command if len(h.command) <= 100 else h.command[:97] + "..."
+        lines.append(f"- Held by PID {h.pid}: {shown}" + (f" (systemd unit {h.unit})" if h.unit else ""))
+    if not holders:
+        lines.append("- Which one could not be seen (another user's); sudo python3 chargery.py doctor shows it.")
+    chargery = [h for h in holders if h.unit and h.unit.startswith("chargery")] or [
+        h for h in holders if "chargery" in h.command
+    ]
+    if chargery and chargery[0].unit:
+        unit = chargery[0].unit.removesuffix(".service")
+        lines += [
+            f"- That is the chargery service, which is already reading the BMS: journalctl -u {unit} -f shows",
+            "  what it receives. To let doctor listen instead, stop it for a moment:",
+            f"  sudo systemctl stop {unit}; then run doctor again; then sudo systemctl start {unit}",
+        ]
+    elif chargery:
+        lines += [
+            "- That is chargery itself, already reading the BMS: stop it (Ctrl-C, or kill "
+            f"{chargery[0].pid}) and run doctor again.",
+            "  Installed as a service? sudo systemctl stop chargery, run doctor, sudo systemctl start chargery",
+        ]
+    else:
+        lines += [
+            "- Stop that program and run doctor again; if it is the chargery service:",
+            "  sudo systemctl stop chargery, run doctor, then sudo systemctl start chargery",
+        ]
+    return lines
+
+
 def run_doctor(settings: Settings, seconds: float) -> int:
     try:
         port = SerialPort(settings.port, settings.baud, timeout=0.5)
     except PortError as exc:
+        if exc.errno in BUSY:
+            print("\n".join(busy_lines(settings.port, port_holders(settings.port))))
+            return 1
         print(f"Cannot open {settings.port}: {exc}.")
         print("- Is the adapter plugged in? ls -l /dev/serial/by-id/ lists what is there.")
         print("- Permission denied? Add the user to the dialout group (sudo usermod -aG dialout $USER).")

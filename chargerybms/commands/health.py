@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from ..health import HealthEngine
-from ..health_store import health_path, read
 from ..protocol import CellsFrame, Framer, StatusFrame
+from ..views.health.engine import HealthEngine
+from ..views.health.report import report
+from ..views.health.store import health_path, read
 from .decode import READ_SIZE, InputError, hex_to_bytes
 
 KIND_WORDS = {
     "capacity": "has less capacity than the rest",
     "resistance": "has a high resistance (the cell or its connection)",
     "impedance": "has a high impedance",
-    "balance_lead": "has a loose balance lead to its neighbour",
 }
 
 
@@ -57,13 +57,13 @@ def run_capture(source: BinaryIO, *, as_hex: bool, cell_limit: int | None) -> Ca
             if isinstance(frame, StatusFrame):
                 statuses += 1
                 second = float(statuses - 1)
-            tops, bottoms = engine.tops_total, engine.bottoms_total
+            tops, bottoms = engine.capacity.tops_total, engine.capacity.bottoms_total
             for event in engine.feed(frame, second, second):
                 if event["type"] == "cutoff":
                     run.cutoffs.append({**event, "time": None, "offset": offset, "second": second})
-            if engine.tops_total != tops:
+            if engine.capacity.tops_total != tops:
                 run.tops.append(second)
-            if engine.bottoms_total != bottoms:
+            if engine.capacity.bottoms_total != bottoms:
                 run.bottoms.append(second)
             if isinstance(frame, CellsFrame):
                 run.times.append(second)
@@ -75,7 +75,7 @@ def run_capture(source: BinaryIO, *, as_hex: bool, cell_limit: int | None) -> Ca
 def report_document(
     engine: HealthEngine, *, source: str, wall: float | None, cutoffs: list[dict[str, Any]] | None
 ) -> dict[str, Any]:
-    doc = engine.report(wall)
+    doc = report(engine, wall)
     doc["source"] = source
     if cutoffs is not None:  # a capture: places are byte offsets and seconds, not times
         doc["cutoffs"] = cutoffs
@@ -116,11 +116,14 @@ def text_report(doc: dict[str, Any], *, capture: bool) -> str:
     if doc["top_spread"] is not None:
         lines.append(f"Spread at the last top of charge: {doc['top_spread'] * 1000:.0f} mV.")
     lines.append("")
-    weakest = doc["weakest_cell"]
-    if weakest is None:
+    weakest, lead = doc["weakest_cell"], doc.get("balance_lead")
+    level = "WARNING" if doc["warning"] else "not yet a warning"
+    if lead:  # a wiring fault, blamed on no cell
+        lines.append(f"Verdict: the balance lead between cells {lead[0]} and {lead[1]} is loose ({level}). Why:")
+        lines += [f"  - {e}" for e in doc["evidence"]]
+    elif weakest is None:
         lines.append("Verdict: no cell stands out.")
     else:
-        level = "WARNING" if doc["warning"] else "not yet a warning"
         lines.append(f"Verdict: cell {weakest} {KIND_WORDS.get(doc['kind'], 'stands out')} ({level}). Why:")
         lines += [f"  - {e}" for e in doc["evidence"]]
     lines.append("")
@@ -195,6 +198,11 @@ def load_saved(paths: list[Path], cell_limit: int | None, err: IO[str]) -> tuple
 # --- plots ---------------------------------------------------------------------------------
 
 
+# What pip installs for --plot: the `plots` extra of pyproject.toml (installing chargery from
+# its checkout), or the one package it holds (tests/test_health_cli.py holds them equal).
+PLOTS_PIP = "matplotlib (from a checkout of chargery: pip install '.[plots]')"
+
+
 class PlotUnavailable(Exception):
     pass
 
@@ -214,7 +222,7 @@ def write_plot(target: str, doc: dict[str, Any], text: str, run: CaptureRun | No
     except ImportError:
         raise PlotUnavailable(
             "--plot needs matplotlib, which is not installed: sudo apt install python3-matplotlib "
-            "(or pip install 'chargery[plots]' in a virtual environment)"
+            f"(or, in a virtual environment, pip install {PLOTS_PIP})"
         ) from None
     cells = doc["cells"]
     numbers = [c["cell"] for c in cells]

@@ -144,7 +144,7 @@ def _text(field: str) -> str:
     return f"{{{{ value_json.{field}[:255] if value_json.{field} else 'none' }}}}"
 
 
-# Cell health (--cell-health, chargerybms/health.py): the verdict, why the BMS last cut off,
+# Cell health (--cell-health, chargerybms/views/health/): the verdict, why the BMS last cut off,
 # and each cut-off or new warning as an event entity (from <prefix>/event, not ha_state).
 HEALTH_ENTITIES: Final = (
     Entity("weakest_cell", "Weakest cell", "{{ value_json.weakest_cell if value_json.weakest_cell is not none else 'none' }}", icon="mdi:battery-alert-variant-outline", attributes="{{ {'evidence': value_json.health_evidence} | tojson }}"),

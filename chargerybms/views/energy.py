@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from ..config import default_state_dir as default_state_dir  # noqa: PLC0414 - re-exported: the health command reads it here
+from ..config import saved_in
 from ..logs import LOG, RateLimited
 from ..persist import read_copies, write_atomic
 from ..protocol import StatusFrame
@@ -122,21 +123,11 @@ def _parse(text: str) -> tuple[float, float]:
     return values
 
 
-def default_state_dir(configured: str | None) -> Path:
-    if configured:
-        return Path(configured)
-    if os.environ.get("STATE_DIRECTORY"):  # systemd StateDirectory=
-        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "chargery"
-
-
 def meter_path(settings: Settings) -> Path | None:
-    """Where this device's meters are kept; None for the simulator unless a state directory
-    was named (simulated energy must never land in the real meters)."""
-    if settings.demo and settings.state_dir is None:
-        return None
-    return default_state_dir(settings.state_dir) / f"energy-{settings.resolved_device_id}.json"
+    """Where this device's meters are kept; None when nothing is saved (``config.saved_in``:
+    the simulator, unless a state directory was named)."""
+    directory = saved_in(settings)
+    return None if directory is None else directory / f"energy-{settings.resolved_device_id}.json"
 
 
 def energy_view(settings: Settings) -> EnergyMeters:

@@ -25,6 +25,7 @@ EXAMPLES = HERE.parent
 SOURCES: dict[str, list[tuple[str, str]]] = {
     "battery.js": [("node-red-flow.json", "battery"), ("node-red-dashboard.json", "battery")],
     "gauge-and-chart.js": [("node-red-dashboard.json", "gauge and chart")],
+    "chart-window.js": [("node-red-dashboard.json", "chart window")],
     "recent-alerts.js": [("node-red-dashboard.json", "recent alerts")],
     "values.vue": [("node-red-dashboard.json", "battery values")],
     "cells.vue": [("node-red-dashboard.json", "cells")],

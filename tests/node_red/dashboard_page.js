@@ -10,6 +10,15 @@
     const app = one('#app') && one('#app').__vue_app__;
     const store = app ? app.config.globalProperties.$store : null;
     const points = store && store.state.data.messages[chartId];
+    // The chart's time axis as drawn, in milliseconds: the extent of its ECharts instance, which
+    // the chart component (ui/src/widgets/ui-chart/UIChart.vue) holds as `chart` and lists in
+    // window.uiCharts when window.Cypress is set (the dashboard's own test hook; the test sets it).
+    const chartAxis = (() => {
+        const component = window.uiCharts && window.uiCharts[chartId];
+        const model = component && component.chart && component.chart.getModel();
+        const axis = model && model.getComponent('xAxis', 0);
+        return axis ? axis.axis.scale.getExtent() : null;
+    })();
     return {
         state: one('[data-chargery=battery]') ? one('[data-chargery=battery]').dataset.state : null,
         statusReason: text(one('[data-chargery=status-reason]')),
@@ -33,5 +42,7 @@
             reason: text(e.querySelector('[data-chargery=alert-reason]'))})),
         notifications: all('.nrdb-ui-notification').map((e) => e.textContent),
         chart: Array.isArray(points) ? points.map((m) => [m._datapoint.category, m._datapoint.y]) : null,
+        chartTimes: Array.isArray(points) ? points.map((m) => m._datapoint.x) : null,
+        chartAxis,
     };
 }

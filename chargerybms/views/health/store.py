@@ -1,5 +1,7 @@
-"""The cell-health evidence on disk: ``health-<device id>.json`` in the state directory,
-beside the energy meters, written atomically with a backup (:mod:`chargerybms.persist`).
+"""Cell health as one of the daemon's views: the engine fed every frame, its keys in
+``state`` (:data:`FIELDS`), and its evidence on disk: ``health-<device id>.json`` in the
+state directory, beside the energy meters, written atomically with a backup
+(:mod:`chargerybms.persist`).
 
 A corrupt file is said in the log and survived: the backup is used, or the evidence starts
 afresh; the corrupt copy is kept aside for the user. The daemon saves when the evidence
@@ -11,17 +13,53 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from .health import HealthEngine
-from .logs import LOG, RateLimited
-from .persist import read_copies, write_atomic
+from ...logs import LOG, RateLimited
+from ...persist import read_copies, write_atomic
+from .codec import from_json, to_json
+from .engine import HealthEngine
 
 if TYPE_CHECKING:
-    from .base import Event
-    from .battery import BatteryState
-    from .config import Settings
-    from .protocol import Frame
+    from ...base import Event
+    from ...battery import BatteryState
+    from ...config import Settings
+    from ...protocol import Frame
+
+#: Its keys in the ``state`` document (:func:`state_fields`).
+FIELDS: Final = (
+    "weakest_cell",
+    "health_warning",
+    "health_evidence",
+    "last_cutoff",
+    "last_cutoff_time",
+    "top_spread",
+    "cell_sag_ratios",
+    "cell_impedance_ratios",
+)
+
+
+def state_fields(engine: HealthEngine) -> dict[str, Any]:
+    """The ``state`` document's cell-health keys. A loose balance lead names no cell
+    (``weakest_cell`` null): the evidence names the lead."""
+    v = engine.verdict()
+    history = engine.cutoffs.history
+    last = history[-1] if history else None
+    values = (
+        v.cell,
+        v.warning,
+        "; ".join(v.evidence),
+        last["message"] if last else None,
+        last["time"] if last else None,
+        engine.capacity.top_spread(),
+        _rounded(engine.sag.estimate.ratios),
+        _rounded(engine.impedance.estimate.ratios),
+    )
+    return dict(zip(FIELDS, values, strict=True))
+
+
+def _rounded(values: list[float] | None) -> list[float] | None:
+    return None if values is None else [round(v, 2) for v in values]
 
 
 def health_path(state_dir: Path, device_id: str) -> Path:
@@ -30,7 +68,7 @@ def health_path(state_dir: Path, device_id: str) -> Path:
 
 def parse(text: str, cell_limit: int | None = None) -> HealthEngine:
     """An engine with the evidence in ``text``. Raises ValueError when it is not that."""
-    return HealthEngine.from_json(json.loads(text), cell_limit)
+    return from_json(json.loads(text), cell_limit)
 
 
 def read(
@@ -62,9 +100,9 @@ class HealthStore:
         LOG.info(
             "cell health: evidence of %d cells loaded (%d tops, %d bottoms, %d current steps)",
             engine.cells,
-            engine.tops_total,
-            engine.bottoms_total,
-            engine.sag_steps,
+            engine.capacity.tops_total,
+            engine.capacity.bottoms_total,
+            engine.sag.steps,
         )
         return engine
 
@@ -73,7 +111,7 @@ class HealthStore:
         if self.path is None or not engine.changed:
             return
         try:
-            write_atomic(self.path, json.dumps(engine.to_json(), separators=(",", ":")))
+            write_atomic(self.path, json.dumps(to_json(engine), separators=(",", ":")))
         except OSError as exc:
             self._limited.log(logging.ERROR, "save", "cell health: cannot save %s: %s", self.path, exc.strerror or exc)
             return
@@ -82,7 +120,7 @@ class HealthStore:
 
 
 class HealthView:
-    """The cell-health engine as one of the daemon's views (:class:`~chargerybms.outputs.View`):
+    """The cell-health engine as one of the daemon's views (:class:`~chargerybms.base.View`):
     fed every frame, its verdict in ``state``, cut-offs and new warnings as events, its
     evidence kept in the state directory."""
 
@@ -100,7 +138,7 @@ class HealthView:
         return events
 
     def fields(self) -> dict[str, Any]:
-        return self.engine.state_fields()
+        return state_fields(self.engine)
 
     def pause(self) -> None:
         pass  # the engine judges by the frames' own values, not by time between them
@@ -112,8 +150,8 @@ class HealthView:
 def health_view(settings: Settings) -> HealthView | None:
     if not settings.cell_health:
         return None
-    from .views.energy import default_state_dir
+    from ...config import saved_in
 
-    simulated = settings.demo and settings.state_dir is None  # simulated evidence is not kept
-    path = None if simulated else health_path(default_state_dir(settings.state_dir), settings.resolved_device_id)
+    directory = saved_in(settings)  # None: nothing is kept (the simulator's rule, in config)
+    path = None if directory is None else health_path(directory, settings.resolved_device_id)
     return HealthView(HealthStore(path), settings.cells)
