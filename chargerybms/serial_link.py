@@ -20,6 +20,7 @@ from .backoff import Backoff
 from .logs import LOG, RateLimited
 
 READ_TIMEOUT = 1.0
+TAKE_READS = 16  # reads at most of a source read piece by piece, when a window closes
 OPEN_BACKOFF_FIRST = 1.0  # seconds before the first retry of a port that did not open
 OPEN_BACKOFF_MAX = 10.0  # ... and never longer than this between tries
 
@@ -200,10 +201,14 @@ class PortReader:
 
     def take(self) -> bytes:
         """Everything that has arrived, now, without waiting: one read of a watched port;
-        other sources (the simulator, a bridge read through pyserial) until they have nothing."""
+        other sources (the simulator, a bridge read through pyserial) until they have
+        nothing, at most ``TAKE_READS`` reads (the rest opens the next window at once)."""
         data = self.read(0.0)
         if data and getattr(self._source, "wait", None) is None:
-            while len(data) < 65536 and (more := self.read(0.0)):
+            for _ in range(TAKE_READS - 1):  # bounded: a source that never runs dry must not hold the loop
+                more = self.read(0.0)
+                if not more:
+                    break
                 data += more
         return data
 

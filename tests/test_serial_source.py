@@ -16,7 +16,14 @@ import pytest
 from helpers import wait_until
 
 from chargerybms.backoff import Backoff
-from chargerybms.serial_link import OPEN_BACKOFF_FIRST, OPEN_BACKOFF_MAX, PortError, PortReader, SerialPort
+from chargerybms.serial_link import (
+    OPEN_BACKOFF_FIRST,
+    OPEN_BACKOFF_MAX,
+    TAKE_READS,
+    PortError,
+    PortReader,
+    SerialPort,
+)
 
 
 class Clock:
@@ -196,3 +203,11 @@ def test_a_watched_port_is_waited_on_without_reading_and_then_taken_whole(tmp_pa
         reader.close()
         os.close(master)
         os.close(slave)
+
+
+def test_a_source_read_piece_by_piece_is_taken_until_dry_but_never_forever() -> None:
+    r, _, _ = reader([FakePort([b"a", b"b", b"c", b"", b"d"])])
+    assert r.take() == b"abc"  # the simulator or a bridge: until it has nothing now
+    assert r.take() == b"d"
+    never_dry, _, _ = reader([FakePort([b"x"] * 100)])
+    assert never_dry.take() == b"x" * TAKE_READS  # gives the loop back
