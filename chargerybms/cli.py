@@ -1,4 +1,5 @@
-"""Command line: the daemon (default), ``decode``, ``record``, ``doctor``, ``health``, ``dashboard`` and ``bank``."""
+"""Command line: the daemon (default), ``decode``, ``record``, ``doctor``, ``health``, ``dashboard``,
+``bank`` and ``app``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ EPILOG = """commands:
   bank --member P1 --member P2
                     several packs in parallel as one battery (its own process)
   dashboard --bank  print a Home Assistant dashboard for the bank (YAML)
+  app [--data DIR]  the daemon in a container (the Home Assistant app, the
+                    Docker image): settings from DIR/options.json (/data),
+                    the broker from the Home Assistant Supervisor if none is named
 
 Every setting can also be given as an environment variable CHARGERY_<NAME>
 (e.g. CHARGERY_MQTT_HOST) or edited at the top of chargery.py; a flag wins
@@ -281,6 +285,12 @@ def _bank_dashboard(argv: Sequence[str], constants: Mapping[str, Any] | None) ->
     return 0
 
 
+def cmd_app(argv: Sequence[str], _constants: Mapping[str, Any] | None) -> int:
+    from .commands.app import run_app
+
+    return run_app(argv)
+
+
 COMMANDS = {
     "bank": cmd_bank,
     "decode": cmd_decode,
@@ -288,6 +298,7 @@ COMMANDS = {
     "doctor": cmd_doctor,
     "health": cmd_health,
     "dashboard": cmd_dashboard,
+    "app": cmd_app,
 }
 
 

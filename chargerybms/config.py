@@ -126,9 +126,48 @@ def _writable_file(path: str) -> str | None:
     return None if writable and not target.is_dir() else f"cannot write {path}"
 
 
-def _bank_members(text: str) -> str | None:
-    from .bank.rules import parse_members  # pure; only when members are named
+# The bank's members (``bank_members``): a setting's syntax, parsed here, used by chargerybms.bank.
+@dataclass(frozen=True)
+class MemberSpec:
+    """A member as configured: its topic prefix, and its capacity in Ah if given."""
 
+    prefix: str
+    capacity_ah: float | None = None
+
+    @property
+    def name(self) -> str:
+        """The short name shown in Home Assistant: the prefix's last part."""
+        return self.prefix.rsplit("/", 1)[-1]
+
+
+_MEMBER = re.compile(r"^(?P<prefix>[^=\s]+)(?:=(?P<ah>[0-9]+(?:\.[0-9]+)?))?$")
+
+
+def parse_members(text: str) -> list[MemberSpec]:
+    """``"chargerybms/a=280, chargerybms/b"`` (commas or spaces) -> the members. Raises
+    ValueError with the reason."""
+    specs: list[MemberSpec] = []
+    for item in re.split(r"[,\s]+", text.strip()):
+        if not item:
+            continue
+        match = _MEMBER.match(item)
+        if match is None:
+            raise ValueError(f"{item!r} is not PREFIX or PREFIX=AH")
+        prefix = match["prefix"]
+        if prefix.startswith("/") or prefix.endswith("/") or "//" in prefix or re.search(r"[+#\x00]", prefix):
+            raise ValueError(f"{prefix!r} is not a usable topic prefix")
+        ah = float(match["ah"]) if match["ah"] else None
+        if ah is not None and ah <= 0:
+            raise ValueError(f"{item!r}: the capacity must be more than 0 Ah")
+        if any(s.prefix == prefix for s in specs):
+            raise ValueError(f"{prefix!r} is named twice")
+        specs.append(MemberSpec(prefix, ah))
+    if not specs:
+        raise ValueError("no member named")
+    return specs
+
+
+def _bank_members(text: str) -> str | None:
     try:
         parse_members(text)
     except ValueError as exc:
@@ -411,8 +450,13 @@ def load(
     flags: Mapping[str, Any] | None = None,
     constants: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    options: Mapping[str, Any] | None = None,
+    options_source: str = "the app's options",
 ) -> Settings:
-    """Merge the three layers and validate. Raises :class:`ConfigError`."""
+    """Merge the layers and validate. Raises :class:`ConfigError`. ``options`` (by setting
+    name, from ``options_source``) is the container's layer (:mod:`chargerybms.commands.app`): above
+    the constants, below the environment."""
     environ = os.environ if environ is None else environ
     if constants:
         _check_constant_names(constants)
@@ -424,6 +468,9 @@ def load(
         value: Any = f.default
         if constants and constant in constants:
             value = _convert(name, constants[constant], f"the {constant} setting in chargery.py")
+            given.add(name)
+        if options and name in options:
+            value = _convert(name, options[name], options_source)
             given.add(name)
         env_name = ENV_PREFIX + constant
         if env_name in environ:

@@ -307,10 +307,12 @@ class Daemon:
         LOG.info("stopped")
 
 
-def run(settings: Settings) -> int:
-    """The daemon as a process: logging set up, SIGTERM/SIGINT stop it cleanly, and an
-    unexpected error is one logged traceback and exit status 1 (systemd restarts it)."""
-    setup(settings.debug, settings.log_file)
+def run(settings: Settings, *, logging_ready: bool = False) -> int:
+    """The daemon as a process: logging set up (unless the caller did: ``logging_ready``),
+    SIGTERM/SIGINT stop it cleanly, and an unexpected error is one logged traceback and
+    exit status 1 (systemd restarts it)."""
+    if not logging_ready:
+        setup(settings.debug, settings.log_file)
     LOG.debug("settings: %s", settings.loggable())
     try:
         daemon = Daemon(settings)

@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from typing import TextIO
 
 LOG = logging.getLogger("chargery")
 # --log-file is rotated at this size, keeping this many old files: at most 4 MiB on the SD
@@ -15,13 +16,23 @@ LOG_FILE_MAX_BYTES = 1 << 20
 LOG_FILE_BACKUPS = 3
 
 
-def setup(debug: bool, log_file: str | None = None) -> None:
+def setup(
+    debug: bool,
+    log_file: str | None = None,
+    *,
+    stream: TextIO | None = None,
+    level: int | None = None,
+    timestamps: bool = False,
+) -> None:
+    """Log to ``stream`` (stderr), at ``level`` (DEBUG with ``debug``, else INFO), each line
+    stamped with the time if ``timestamps`` (journald stamps them itself; a container's
+    log does not)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    root.addHandler(stderr)
+    console = logging.StreamHandler(stream or sys.stderr)
+    console.setFormatter(logging.Formatter(("%(asctime)s " if timestamps else "") + "%(levelname)s %(message)s"))
+    root.addHandler(console)
     if log_file:
         from logging.handlers import RotatingFileHandler  # only with a log file: it brings pickle along
 
@@ -30,7 +41,7 @@ def setup(debug: bool, log_file: str | None = None) -> None:
         )
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         root.addHandler(handler)
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.setLevel(logging.DEBUG if debug else logging.INFO if level is None else level)
     # paho and pyserial stay quiet unless we are debugging.
     logging.getLogger("paho").setLevel(logging.DEBUG if debug else logging.WARNING)
 

@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 
 if TYPE_CHECKING:  # the harness needs paho-mqtt: imported by the fixtures that use it only,
     # so the decoder's tests run on a machine without it
-    from harness import Broker, DaemonProcess, FakeBms, Subscriber
+    from harness import Broker, DaemonProcess, FakeBms, NotifySocket, Subscriber
 
 # Environment variables named CHARGERY_* that steer the tests themselves, not the daemon.
 TEST_SETTINGS = ("CHARGERY_NODE_RED", "CHARGERY_KEEP_CONTAINER")
@@ -96,3 +96,13 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     yield start
     for d in started:
         d.stop()
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
+    """systemd's side of Type=notify: pass ``notify_socket.env()`` to the daemon."""
+    from harness import NotifySocket
+
+    s = NotifySocket(tmp_path / "notify.sock")
+    yield s
+    s.close()

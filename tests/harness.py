@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from helpers import chargery_cmd, free_port, require_tool, wait_until
+from helpers import chargery_cmd, free_port, mqtt_flags, require_tool, wait_until
 
 Predicate = Callable[[str], bool]
 
@@ -216,6 +216,18 @@ class Subscriber:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
 
 
+def retained(broker: Broker, *topics: str) -> dict[str, str]:
+    """What a new subscriber gets for ``topics`` right now: the retained copy of each
+    (waited for; every topic asked about must have one)."""
+    late = Subscriber(broker, topics)
+    try:
+        copies = {topic: late.wait(topic, timeout=5) for topic in topics}
+        assert all(m.retain for m in copies.values()), copies
+        return {topic: m.payload for topic, m in copies.items()}
+    finally:
+        late.close()
+
+
 # --- a BMS on a pseudo-terminal -------------------------------------------------------------
 
 
@@ -347,3 +359,66 @@ class DaemonProcess:
                 self.proc.wait()
         self._log.close()
         self._out.close()
+
+
+StartDaemon = Callable[..., DaemonProcess]  # the ``start_daemon`` fixture: flags in, a running daemon out
+
+
+def broker_flags(broker: Broker, *extra: str, ha_discovery: bool = False) -> list[str]:
+    """The daemon's flags for ``broker``; Home Assistant discovery off unless asked."""
+    return mqtt_flags(broker.port, *extra, ha_discovery=ha_discovery)
+
+
+# --- systemd's notify socket ----------------------------------------------------------------
+
+
+class NotifySocket:
+    """What systemd listens on for a Type=notify service: every datagram the daemon sends
+    (READY=1, STATUS=..., WATCHDOG=1, STOPPING=1), with the time it arrived. The STATUS line
+    changes at most once a second ("last frame 3 s ago"): a test can watch the daemon's own
+    clock go by instead of sleeping."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def env(self, watchdog_usec: int | None = None) -> dict[str, str]:
+        """The environment systemd gives the service: this socket, and a watchdog if asked."""
+        env = {"NOTIFY_SOCKET": str(self.path)}
+        if watchdog_usec is not None:
+            env["WATCHDOG_USEC"] = str(watchdog_usec)
+        return env
+
+    def with_text(self, text: str) -> list[float]:
+        return [t for t, m in list(self.messages) if text in m]
+
+    def statuses(self, since: float = 0.0) -> list[str]:
+        """The STATUS= lines that arrived after ``since`` (monotonic time), in order."""
+        return [
+            line[len("STATUS=") :]
+            for t, m in list(self.messages)
+            if t > since
+            for line in m.splitlines()
+            if line.startswith("STATUS=")
+        ]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1)
+        self.sock.close()

@@ -10,11 +10,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from chargerybms.protocol import Frame, frame_fields
+
+if TYPE_CHECKING:
+    from chargerybms.daemon import Daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -42,6 +45,20 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: f
 def load_vectors(name: str) -> list[dict[str, Any]]:
     data: list[dict[str, Any]] = json.loads((DATA / name).read_text())
     return data
+
+
+P = "chargerybms"  # the default topic prefix
+# The frames of tests/data/frames.json by id ("A1": the protocol document's status frame,
+# "A4" its cells frame, "A5" its impedances...), as bytes, and the first frame each decodes to.
+VEC: dict[str, bytes] = {v["id"]: bytes.fromhex(v["hex"]) for v in load_vectors("frames.json")}
+DECODED: dict[str, dict[str, Any]] = {v["id"]: v["frames"][0] for v in load_vectors("frames.json") if v["frames"]}
+SPACER = b"h::3\r\n"  # the text line a BMS sends between its frames
+
+
+def mqtt_flags(port: int, *extra: str, ha_discovery: bool = False) -> list[str]:
+    """The daemon's flags for a broker on this machine's ``port``; discovery off unless asked."""
+    flags = ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(port)]
+    return [*flags, *([] if ha_discovery else ["--no-ha-discovery"]), *extra]
 
 
 def as_dicts(frames: list[tuple[int, Frame]], with_offset: bool) -> list[dict[str, Any]]:
@@ -79,6 +96,34 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told: ``clock.now += 1.5``, or ``clock.wait(s)``
+    where the code under test would wait (the daemon's ``stop_event.wait``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def daemon_on(clock: FakeClock, **settings: Any) -> tuple[Daemon, RecordingSink]:
+    """The daemon built in this process on ``clock`` (wall time follows it), publishing into a
+    :class:`RecordingSink`; no port is opened until something reads it. ``settings``: as
+    ``chargerybms.config.load`` takes them (Home Assistant discovery off unless given)."""
+    from chargerybms.config import load
+    from chargerybms.daemon import Daemon
+
+    values = {"port": "/dev/null", "ha_discovery": False, **settings}
+    sink = RecordingSink()
+    return Daemon(load(values, environ={}), sink=sink, clock=clock, wall=lambda: 1.8e9 + clock.now), sink
 
 
 class RecordingSink:

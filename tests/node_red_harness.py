@@ -133,8 +133,9 @@ class NodeRed:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def outputs(self, name: str) -> list[Any]:
-        return [d["value"] for d in list(self.debug) if d.get("name") == name]
+    def outputs(self, name: str, since: int = 0) -> list[Any]:
+        """The values of the debug node ``name`` (after the ``since`` mark)."""
+        return [d["value"] for d in list(self.debug)[since:] if d.get("name") == name]
 
     def mark(self) -> int:
         """A point in the outputs: ``wait_output(..., since=mark)`` looks only after it."""

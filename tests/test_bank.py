@@ -17,8 +17,8 @@ from test_victron import check_mqtt_battery, check_serialbattery
 from chargerybms.bank import victron
 from chargerybms.bank.ha import BANK_ENTITIES, ha_document, pack_entities, render
 from chargerybms.bank.process import Bank, bank_settings, members_of
-from chargerybms.bank.rules import BANK_KEYS, Member, MemberSpec, Meters, combine, parse_members
-from chargerybms.config import ConfigError, load
+from chargerybms.bank.rules import BANK_KEYS, Member, Meters, combine
+from chargerybms.config import ConfigError, MemberSpec, load, parse_members
 from chargerybms.sink import Received
 
 STALE = 10.0

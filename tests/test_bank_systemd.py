@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,6 +60,17 @@ def bank_box() -> Iterator[Any]:
             container.destroy()
 
 
+@pytest.fixture(autouse=True)
+def bank_running(bank_box: Any) -> None:
+    """Each test starts from the bank as installed and running, both packs up (any order)."""
+    settings = bank_box.run("cat /etc/chargery/bank.env").stdout
+    if settings != BANK_ENV:
+        bank_box.write("/etc/chargery/bank.env", BANK_ENV, mode=0o640)
+        bank_box.run("chgrp chargery /etc/chargery/bank.env")
+    bank_box.run("systemctl start chargery@a chargery@b; systemctl reset-failed chargery-bank")
+    bank_box.run("systemctl start chargery-bank")
+
+
 def bank_state(box: Any, timeout: int = 15) -> dict[str, Any]:
     result = box.run(f"{MQTT} -t chargerybank/state -C 1 -W {timeout}", check=False)
     assert result.returncode == 0, f"no bank state: {result.stderr}"
@@ -87,10 +97,12 @@ def test_the_bank_service_runs_as_chargery_and_adds_up_the_packs(bank_box: Any) 
     box.run("systemctl stop chargery@b")
     wait_until(lambda: "chargerybms/b: daemon stopped" in bank_state(box)["problems"], 20, "b left out")
     assert bank_state(box)["members_missing"] == ["chargerybms/b"]
-    # Its clean stop says link offline, then status offline: the log follows both.
+    # Its clean stop says link offline, then status offline. Both may reach the bank before it
+    # judges the members again (they are one transmission apart): the log names the member
+    # and ends on the reason that is true now.
     log = journal(box, "chargery-bank")
-    assert "chargerybms/b left out of the bank: BMS silent" in log
-    assert "chargerybms/b still left out: daemon stopped" in log
+    assert "chargerybms/b left out of the bank: " in log
+    assert log.rstrip().endswith("daemon stopped")
     box.run("systemctl start chargery@b")
     wait_until(lambda: bank_state(box)["members_live"] == 2, 30, "b back")
 
@@ -104,8 +116,9 @@ def test_the_bank_service_stops_cleanly_and_refuses_a_bad_setting(bank_box: Any)
 
     box.write("/etc/chargery/bank.env", "CHARGERY_MQTT_USERNAME=chargery\n", mode=0o640)  # no member
     box.run("chgrp chargery /etc/chargery/bank.env && systemctl start chargery-bank", check=False)
+    # A restart that is coming shows as "activating (auto-restart)" for RestartSec: systemd
+    # only says "failed" of a unit it will not restart (src/core/service.c, service_enter_dead).
     wait_until(lambda: show(box, "chargery-bank", "ActiveState")["ActiveState"] == "failed", 20, "failed")
-    time.sleep(7)  # RestartSec=5 has passed
-    state = show(box, "chargery-bank", "ExecMainStatus", "ActiveState", "NRestarts")
-    assert state == {"ExecMainStatus": "2", "ActiveState": "failed", "NRestarts": "0"}
+    state = show(box, "chargery-bank", "ExecMainStatus", "ActiveState", "SubState", "NRestarts")
+    assert state == {"ExecMainStatus": "2", "ActiveState": "failed", "SubState": "failed", "NRestarts": "0"}
     assert "configuration error: bank_members: no member named" in journal(box, "chargery-bank")

@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 from harness import DaemonProcess, FakeBms, wait_until
-from helpers import CHARGERY, chargery_cmd, load_vectors
+from helpers import CHARGERY, VEC, chargery_cmd
 
 from chargerybms.logs import RateLimited
-
-VEC = {v["id"]: bytes.fromhex(v["hex"]) for v in load_vectors("frames.json")}
 
 
 def run_until(

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from helpers import FakeClock, daemon_on
 
 from chargerybms.battery import BatteryState
 from chargerybms.protocol import decode_frame, encode_cells, encode_status
@@ -132,3 +133,48 @@ def test_no_current_means_nothing_to_save(tmp_path: Path) -> None:
     m.add(0.0, 100.0, 101.0)
     m.save()
     assert path.exists()
+
+
+# --- the daemon killed: at most a minute of energy lost (the daemon on a fake clock) ----------
+
+
+DISCHARGE = encode_status(charge_end_mv=3650, mode=0, deci_amps=230, t1_deci=200, t2_deci=190, soc=60)  # -23 A
+CELLS16 = encode_cells([3310] * 16, energy_mwh=5_000_000, capacity_mah=100_000)  # 52.96 V: about 1.2 kW
+
+
+@pytest.mark.parametrize("kill_after", [65.0, 72.25, 119.9])
+def test_the_daemon_killed_after_a_minute_loses_at_most_a_minute_of_energy(tmp_path: Path, kill_after: float) -> None:
+    """Discharging at about 1.2 kW, a burst every 0.1 s, killed (no shutdown: nothing saved
+    on the way out) more than a minute after the start: after the restart the meter is at
+    least what was published a minute before the kill. Its loop turns as Daemon.run's do,
+    on a fake clock, so the minute takes no minute."""
+    clock = FakeClock()
+    daemon, sink = daemon_on(clock, state_dir=str(tmp_path))
+    published: list[tuple[float, float]] = []  # (when, energy_discharged) of each state document
+    start = clock.now
+    while clock.now < start + kill_after:
+        daemon.housekeeping(clock.now)
+        daemon.handle_bytes(DISCHARGE + CELLS16)
+        clock.now += 0.05
+        daemon.housekeeping(clock.now)
+        clock.now += 0.05
+        documents = sink.on("chargerybms/state")
+        published += [(clock.now, json.loads(d)["energy_discharged"]) for d in documents[len(published) :]]
+    killed = clock.now
+    values = [v for _, v in published]
+    assert values == sorted(values), "a published meter went down within a run"
+    minute_before = max(v for t, v in published if t <= killed - 60)
+    assert values[-1] > minute_before > 0
+
+    # What the minute's save left on disk: at least what was published a minute before the
+    # kill, at most what was measured by the kill.
+    saved_wh = json.loads((tmp_path / "energy-chargerybms.json").read_text())["energy_discharged_wh"]
+    assert minute_before <= round(saved_wh / 1000, 3) <= values[-1]
+
+    clock.now += 5.0  # systemd's RestartSec
+    restarted, sink = daemon_on(clock, state_dir=str(tmp_path))
+    restarted.handle_bytes(DISCHARGE + CELLS16)
+    clock.now += 0.2
+    restarted.housekeeping(clock.now)
+    state = json.loads(sink.on("chargerybms/state")[-1])
+    assert state["energy_discharged"] >= round(saved_wh / 1000, 3) >= minute_before

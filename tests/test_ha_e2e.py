@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
+import re
 from pathlib import Path
 
 import pytest
-from harness import Broker, DaemonProcess, FakeBms, Subscriber, wait_until
-from helpers import load_vectors
+from harness import Broker, FakeBms, NotifySocket, StartDaemon, Subscriber, broker_flags, wait_until
+from helpers import VEC
 
 from chargerybms.protocol import encode_cells, encode_status
 
 pytestmark = pytest.mark.broker
 
-VEC = {v["id"]: bytes.fromhex(v["hex"]) for v in load_vectors("frames.json")}
 CELLS16, STATUS = VEC["A4"], VEC["A1"]
 CONFIG = "homeassistant/device/chargerybms/config"
 
-StartDaemon = Callable[..., DaemonProcess]
-
 
 def flags(broker: Broker, *extra: str) -> list[str]:
-    return ["--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port), *extra]
+    return broker_flags(broker, *extra, ha_discovery=True)
 
 
 def components(payload: str) -> dict[str, dict[str, object]]:
@@ -32,10 +28,10 @@ def components(payload: str) -> dict[str, dict[str, object]]:
 
 
 def test_discovery_is_retained_and_resent_on_birth_and_after_broker_restart(
-    broker: Broker, bms: FakeBms, subscriber: Subscriber, start_daemon: StartDaemon
+    broker: Broker, bms: FakeBms, subscriber: Subscriber, start_daemon: StartDaemon, notify_socket: NotifySocket
 ) -> None:
     bms.plug().stream([CELLS16, STATUS], interval=0.1)
-    daemon = start_daemon("--port", str(bms.path), *flags(broker))
+    daemon = start_daemon("--port", str(bms.path), *flags(broker), env=notify_socket.env())
     first = subscriber.wait(CONFIG, lambda p: "cell_16_voltage" in p)
     assert json.loads(first.payload)["device"]["model"] == "BMS16T"
 
@@ -49,7 +45,14 @@ def test_discovery_is_retained_and_resent_on_birth_and_after_broker_restart(
     # Home Assistant restarts: its birth message makes us announce again, then the state.
     # The BMS is silent meanwhile, so the state can only come from that announcement.
     bms.pause()
-    time.sleep(0.3)
+    paused = notify_socket.statuses()
+    # The daemon's status line counts the silence: once it says a second, the last frame
+    # in flight has been read and its state document sent.
+    wait_until(
+        lambda: any(re.search(r"last frame [1-9]\d* s ago", s) for s in notify_socket.statuses()[len(paused) :]),
+        10,
+        "the daemon to notice the silence",
+    )
     subscriber.clear()
     subscriber.publish("homeassistant/status", "online")
     subscriber.wait(CONFIG)
@@ -123,10 +126,12 @@ def test_state_is_republished_on_the_heartbeat_while_the_bms_is_slow(
     start_daemon("--port", str(bms.path), *flags(broker, "--heartbeat", "1", "--stale-after", "10"))
     subscriber.wait("chargerybms/state")
     subscriber.clear()
-    time.sleep(4.5)
-    states = subscriber.on("chargerybms/state")
-    currents = subscriber.on("chargerybms/current")
-    assert len(states) >= 3 and len(states) > len(currents)
+
+    def more_states_than_frames() -> bool:
+        states, currents = subscriber.on("chargerybms/state"), subscriber.on("chargerybms/current")
+        return len(states) >= 3 and len(states) > len(currents)
+
+    wait_until(more_states_than_frames, 15, "state documents between the frames")
 
 
 def test_mode_byte_decides_which_meter_counts(

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 
 import pytest
-from harness import Broker, DaemonProcess, FakeBms, Subscriber
+from harness import Broker, DaemonProcess, FakeBms, StartDaemon, Subscriber, broker_flags
+from helpers import P
 
 from chargerybms.simulator import Fault, SimulatedBms
 
 pytestmark = pytest.mark.broker
 
-P = "chargerybms"
-StartDaemon = Callable[..., DaemonProcess]
 PACE = 0.01  # wall seconds per simulated second: the engine judges by the frames' own values
 
 
@@ -39,9 +37,7 @@ def events(subscriber: Subscriber) -> list[dict[str, object]]:
 
 
 def start(start_daemon: StartDaemon, broker: Broker, bms: FakeBms, cells: int) -> DaemonProcess:
-    daemon = start_daemon(
-        "--port", str(bms.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port), "--cells", str(cells)
-    )
+    daemon = start_daemon("--port", str(bms.path), *broker_flags(broker, "--cells", str(cells), ha_discovery=True))
     daemon.wait_log("serial: opened")
     return daemon
 

@@ -21,6 +21,7 @@ missing (or Chromium, or Playwright), the tests skip, and fail when CI is set.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -46,7 +47,7 @@ from ha_harness import (
     page_text,
     wait_for_text,
 )
-from harness import Broker, DaemonProcess, FakeBms, Subscriber
+from harness import Broker, DaemonProcess, FakeBms, Subscriber, broker_flags
 from helpers import CHARGERY, wait_until
 
 from chargerybms.protocol import encode_cells, encode_impedances, encode_status
@@ -65,20 +66,41 @@ class Env:
     directory: Path
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+@contextlib.contextmanager
+def home_assistant(directory: Path, chromium: Any) -> Iterator[Env]:
+    """A broker and a Home Assistant of their own, started in ``directory``."""
     python = ha_python()
-    directory = tmp_path_factory.mktemp("home-assistant")
     broker = Broker(directory / "broker").start()
     ha = HomeAssistant(directory / "config", broker.port, python)
     try:
         ha.start()
         print(f"Home Assistant {ha_version(python)} on {ha.url}")
-        with browser() as b:
-            yield Env(broker, ha, b, directory)
+        yield Env(broker, ha, chromium, directory)
     finally:
         ha.stop()
         broker.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    ha_python()  # no Home Assistant: skip (or fail in CI) before starting a browser
+    with browser() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, chromium: Any) -> Iterator[Env]:
+    """The Home Assistant the module's tests share (each with devices of its own)."""
+    with home_assistant(tmp_path_factory.mktemp("home-assistant"), chromium) as e:
+        yield e
+
+
+@pytest.fixture
+def own_env(tmp_path: Path, chromium: Any) -> Iterator[Env]:
+    """A Home Assistant for one test alone: one that reloads the MQTT integration, which
+    the others' entities would live through, in whatever order the tests run."""
+    with home_assistant(tmp_path / "home-assistant", chromium) as e:
+        yield e
 
 
 @dataclass
@@ -112,7 +134,7 @@ def start_bms(
     fake.stream([encode_cells(mv, energy_mwh=5_000_000, capacity_mah=100_000), status, impedances_frame], interval=0.1)
     daemon = DaemonProcess(
         directory / "daemon",
-        ["--port", str(fake.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(env.broker.port),
+        ["--port", str(fake.path), *broker_flags(env.broker, ha_discovery=True),
          "--topic-prefix", f"bms/{device_id}", "--device-id", device_id, "--stale-after", "2", *flags],
     )  # fmt: skip
     return Bms(fake, daemon, device_id, mv[:cells])
@@ -298,7 +320,7 @@ def test_cell_health_entities_the_blueprint_and_the_dashboard(env: Env, bmses: l
     fake = FakeBms(tmp_path / "ttyBMS").plug()
     daemon = DaemonProcess(
         tmp_path / "daemon",
-        ["--port", str(fake.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(env.broker.port),
+        ["--port", str(fake.path), *broker_flags(env.broker, ha_discovery=True),
          "--topic-prefix", BLUEPRINT_PREFIX, "--device-id", device_id, "--cells", "8"],
     )  # fmt: skip
     bmses.append(Bms(fake, daemon, device_id, []))
@@ -364,7 +386,7 @@ def test_cell_health_entities_the_blueprint_and_the_dashboard(env: Env, bmses: l
 
 
 def test_a_device_from_an_older_chargery_takes_the_new_ids_with_recreate_entity_ids(
-    env: Env, bmses: list[Bms], tmp_path: Path
+    own_env: Env, bmses: list[Bms], tmp_path: Path
 ) -> None:
     """The README's upgrade path. Before, entity ids came from the device's name and the
     cells were disabled; Home Assistant keeps both for a device it knows, whatever discovery
@@ -377,6 +399,7 @@ def test_a_device_from_an_older_chargery_takes_the_new_ids_with_recreate_entity_
     from chargerybms.outputs.discovery import Discovery
     from chargerybms.topics import Topics
 
+    env = own_env  # it reloads the MQTT integration: a Home Assistant of its own
     settings = load({"device_id": "old", "device_name": "Old battery", "topic_prefix": "bms/old"}, environ={})
     state = BatteryState()
     state.update(next(iter(_frames(encode_cells([3300] * 8, energy_mwh=1, capacity_mah=1)))), 0.0)

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Broker, DaemonProcess, FakeBms, Subscriber, wait_until
+from harness import Broker, DaemonProcess, FakeBms, StartDaemon, Subscriber, broker_flags, wait_until
 from helpers import IN_CI, ROOT, require_tool
 from node_red_harness import NodeRed, dashboard_version, flow_for, node_red_home
 
@@ -60,7 +60,6 @@ STALE_AFTER = 2  # the daemon's --stale-after
 WITHIN_STOP = 5  # ...chargery stops or dies
 WITHIN_SILENCE = STALE_AFTER + 5  # ...the BMS goes silent (--stale-after + 5 s)
 WITHIN_NO_DATA = MAX_AGE + 5  # ...no state comes for another reason (CHARGERY_MAX_AGE + 5 s)
-StartDaemon = Callable[..., DaemonProcess]
 
 READ_PAGE = (Path(__file__).resolve().parent / "node_red" / "dashboard_page.js").read_text()
 
@@ -163,8 +162,7 @@ def cell_voltages(count: int) -> tuple[list[int], int, int]:
 
 
 def start_pty_daemon(start_daemon: StartDaemon, bms: FakeBms, broker: Broker, name: str = "daemon") -> DaemonProcess:
-    return start_daemon("--port", str(bms.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port),
-                        "--no-ha-discovery", "--stale-after", str(STALE_AFTER), name=name)  # fmt: skip
+    return start_daemon("--port", str(bms.path), *broker_flags(broker, "--stale-after", str(STALE_AFTER)), name=name)
 
 
 def is_live_with(count: int) -> Callable[[dict[str, Any]], bool]:

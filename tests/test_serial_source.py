@@ -13,7 +13,7 @@ import tty
 from pathlib import Path
 
 import pytest
-from helpers import wait_until
+from helpers import FakeClock, wait_until
 
 from chargerybms.backoff import Backoff
 from chargerybms.serial_link import (
@@ -24,19 +24,6 @@ from chargerybms.serial_link import (
     PortReader,
     SerialPort,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.waits: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wait(self, seconds: float) -> None:  # the daemon's stop_event.wait, in fake time
-        self.waits.append(seconds)
-        self.now += seconds
 
 
 class FakePort:
@@ -60,7 +47,7 @@ class Opener:
     def __init__(self, outcomes: list[FakePort | str]) -> None:
         self.outcomes = outcomes
         self.tries: list[float] = []
-        self.clock: Clock | None = None
+        self.clock: FakeClock | None = None
 
     def __call__(self) -> FakePort:
         assert self.clock is not None
@@ -71,8 +58,8 @@ class Opener:
         return outcome
 
 
-def reader(outcomes: list[FakePort | str]) -> tuple[PortReader, Opener, Clock]:
-    clock = Clock()
+def reader(outcomes: list[FakePort | str]) -> tuple[PortReader, Opener, FakeClock]:
+    clock = FakeClock()
     opener = Opener(outcomes)
     opener.clock = clock
     return PortReader(opener, "/dev/ttyBMS", wait=clock.wait, clock=clock), opener, clock

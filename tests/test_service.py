@@ -7,16 +7,13 @@ import hashlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from harness import DaemonProcess, FakeBms, wait_until
-from helpers import ROOT, free_port, load_vectors, require_tool
+from harness import DaemonProcess, FakeBms, NotifySocket, wait_until
+from helpers import ROOT, VEC, free_port, require_tool
 
 from chargerybms.config import load
 from chargerybms.daemon import Daemon
@@ -24,7 +21,7 @@ from chargerybms.notify import Notifier
 from chargerybms.serial_link import PortReader
 from chargerybms.sink import PrintSink
 
-STATUS = bytes.fromhex(next(v["hex"] for v in load_vectors("frames.json") if v["id"] == "A1"))
+STATUS = VEC["A1"]
 UNITS = ROOT  # the unit files stand at the top of the repository, beside chargery.py
 
 
@@ -164,45 +161,6 @@ def test_venv_route_and_uninstall(tmp_path: Path) -> None:
 # --- sd_notify and the watchdog ------------------------------------------------------------
 
 
-class NotifySocket:
-    """What systemd listens on for a Type=notify service."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.messages.append((time.monotonic(), data.decode()))
-
-    def with_text(self, text: str) -> list[float]:
-        return [t for t, m in list(self.messages) if text in m]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(1)
-        self.sock.close()
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
-    s = NotifySocket(tmp_path / "notify.sock")
-    yield s
-    s.close()
-
-
 def test_ready_status_and_watchdog_through_notify_socket(
     tmp_path: Path, notify_socket: NotifySocket, bms: FakeBms
 ) -> None:
@@ -211,7 +169,7 @@ def test_ready_status_and_watchdog_through_notify_socket(
     daemon = DaemonProcess(
         tmp_path / "d",
         ["--port", str(bms.path), "--mqtt-host", "127.0.0.1", "--mqtt-port", str(free_port())],
-        env={"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "900000"},
+        env=notify_socket.env(watchdog_usec=900_000),
     )
     try:
         ready = wait_until(lambda: notify_socket.with_text("READY=1"), 10, "READY=1")
@@ -232,10 +190,12 @@ class StuckSource:
 
     def __init__(self) -> None:
         self.stuck = threading.Event()
+        self.hanging = threading.Event()  # a read hangs now
         self.release = threading.Event()
 
     def read(self, size: int = 4096, timeout: float = 1.0) -> bytes:
         if self.stuck.is_set():
+            self.hanging.set()
             self.release.wait(30)
         time.sleep(0.02)
         return STATUS
@@ -247,7 +207,8 @@ class StuckSource:
 def test_watchdog_stops_when_the_reader_is_stuck(notify_socket: NotifySocket) -> None:
     settings = load({"port": "/dev/null", "dry_run": True, "ha_discovery": False}, environ={})
     source = StuckSource()
-    notifier = Notifier({"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "300000"})
+    watchdog_usec = 300_000  # pinged every 0.1 s while healthy
+    notifier = Notifier(notify_socket.env(watchdog_usec))
     devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below
     daemon = Daemon(
         settings,
@@ -260,10 +221,14 @@ def test_watchdog_stops_when_the_reader_is_stuck(notify_socket: NotifySocket) ->
     try:
         wait_until(lambda: len(notify_socket.with_text("WATCHDOG=1")) >= 3, 10, "pings while healthy")
         source.stuck.set()
-        time.sleep(0.3)
+        wait_until(source.hanging.is_set, 10, "the read to hang")
         stuck_at = time.monotonic()
-        time.sleep(1.5)
-        assert not [t for t in notify_socket.with_text("WATCHDOG=1") if t > stuck_at]
+        # The stimulus is time itself: hung for longer than the watchdog's timeout, when
+        # systemd would kill the service, not one ping from any thread (a ping in flight
+        # when the read began has arrived well within the first 0.1 s).
+        time.sleep(1.5 * watchdog_usec / 1e6)
+        pings = notify_socket.with_text("WATCHDOG=1")
+        assert not [t for t in pings if t > stuck_at + 0.1], (stuck_at, pings[-5:])
         source.stuck.clear()
         source.release.set()
         wait_until(lambda: [t for t in notify_socket.with_text("WATCHDOG=1") if t > stuck_at], 10, "pings again")

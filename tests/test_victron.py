@@ -10,14 +10,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import chargery_cmd, load_vectors
+from helpers import VEC, chargery_cmd
 
 from chargerybms.battery import BatteryState
 from chargerybms.outputs.victron import mqtt_battery, serialbattery
 from chargerybms.protocol import decode_frame, encode_status
 from chargerybms.simulator import SimulatedBms
 
-VEC = {v["id"]: bytes.fromhex(v["hex"]) for v in load_vectors("frames.json")}
 V126_STATUS = encode_status(  # no 19-byte status frame among the vectors: this is one
     charge_end_mv=3650, mode=0, deci_amps=125, t1_deci=-223, t2_deci=215, soc=64,
     discharge_end_mv=2800, charge_protection=True, discharge_protection=False,

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from .. import __version__
 from ..commands.dashboard import to_yaml
+from ..config import MemberSpec
 from ..outputs.discovery import (
     AMPERE,
     CELSIUS,
@@ -36,7 +37,6 @@ from ..outputs.discovery import (
     entity_id,
 )
 from ..outputs.ha_view import HA_STATE, Band, HaView, Rule
-from .rules import MemberSpec
 
 
 def _value(field: str) -> str:

@@ -33,7 +33,7 @@ from types import FrameType
 from typing import Any, Final
 
 from .. import __version__
-from ..config import ConfigError, Settings, report
+from ..config import ConfigError, MemberSpec, Settings, parse_members, report
 from ..logs import LOG, setup
 from ..notify import Notifier
 from ..outputs.discovery import Discovery
@@ -41,7 +41,7 @@ from ..sink import Connected, Sink, SinkEvent, make_sink
 from ..topics import OFFLINE, ONLINE, Topics
 from . import victron
 from .ha import BankHa, discovery_messages
-from .rules import Member, MemberSpec, Meters, combine, parse_members
+from .rules import Member, Meters, combine
 
 MIN_INTERVAL: Final = 1.0  # seconds between two `state` documents made for new member documents
 WAKE: Final = 0.5  # seconds the loop sleeps at most when no message comes (liveness is judged this often)

@@ -43,54 +43,14 @@ nothing (``cells_mixed`` names the counts, ``problems`` says it) and its link is
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-ONLINE: Final = "online"
-OFFLINE: Final = "offline"
+from ..config import MemberSpec
+from ..topics import OFFLINE, ONLINE
+
 SOC_FOR_CAPACITY: Final = 20.0  # %: below it the BMS's whole-percent SoC makes the estimate too coarse
-
-
-@dataclass(frozen=True)
-class MemberSpec:
-    """A member as configured: its topic prefix, and its capacity in Ah if given."""
-
-    prefix: str
-    capacity_ah: float | None = None
-
-    @property
-    def name(self) -> str:
-        """The short name shown in Home Assistant: the prefix's last part."""
-        return self.prefix.rsplit("/", 1)[-1]
-
-
-_MEMBER = re.compile(r"^(?P<prefix>[^=\s]+)(?:=(?P<ah>[0-9]+(?:\.[0-9]+)?))?$")
-
-
-def parse_members(text: str) -> list[MemberSpec]:
-    """``"chargerybms/a=280, chargerybms/b"`` (commas or spaces) -> the members. Raises
-    ValueError with the reason."""
-    specs: list[MemberSpec] = []
-    for item in re.split(r"[,\s]+", text.strip()):
-        if not item:
-            continue
-        match = _MEMBER.match(item)
-        if match is None:
-            raise ValueError(f"{item!r} is not PREFIX or PREFIX=AH")
-        prefix = match["prefix"]
-        if prefix.startswith("/") or prefix.endswith("/") or "//" in prefix or re.search(r"[+#\x00]", prefix):
-            raise ValueError(f"{prefix!r} is not a usable topic prefix")
-        ah = float(match["ah"]) if match["ah"] else None
-        if ah is not None and ah <= 0:
-            raise ValueError(f"{item!r}: the capacity must be more than 0 Ah")
-        if any(s.prefix == prefix for s in specs):
-            raise ValueError(f"{prefix!r} is named twice")
-        specs.append(MemberSpec(prefix, ah))
-    if not specs:
-        raise ValueError("no member named")
-    return specs
 
 
 @dataclass

@@ -1,2 +1,2 @@
 """The subcommands of ``chargery.py`` other than the daemon (decode, record, doctor, health,
-dashboard): the top layer, beside :mod:`chargerybms.cli`."""
+dashboard, app): the top layer, beside :mod:`chargerybms.cli`."""
