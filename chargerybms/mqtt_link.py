@@ -102,9 +102,6 @@ class MqttLink:
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         self._client = client
-        queue = getattr(client, "_packet_queue", None)  # see publish_many
-        self._queue: Callable[[int, bytes, int, int], Any] | None = queue if callable(queue) else None
-        self._topics: dict[str, bytes] = {}  # topic -> its length-prefixed UTF-8, made once
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
 
     # --- lifecycle --------------------------------------------------------------------
@@ -145,28 +142,14 @@ class MqttLink:
         return bool(info.rc == 0)
 
     def publish_many(self, messages: list[tuple[str, str]]) -> None:
-        """A burst's telemetry (not retained, QoS 0) as one write, one TCP transmission.
-
-        The PUBLISH packets (MQTT 3.1.1, QoS 0: fixed header, topic, payload; no packet id,
-        nothing comes back) are made here and handed to paho's outgoing queue as one
-        block, which paho writes like any packet of its own (a partial write is finished
-        by the network thread; its keepalive counts it). paho's ``publish`` per message
-        costs a packet, a message-info object with its own lock and a ``send`` each: about
-        half of the reader thread's time per burst. paho 1.6 and 2.x both queue with
-        ``_packet_queue(command, packet, mid, qos)``; command 0 is no packet type paho acts
-        on after writing it. Without it (another paho), each message goes through
-        ``publish`` with the socket corked."""
+        """A burst's telemetry (not retained, QoS 0) as one TCP transmission: paho writes
+        each PUBLISH from this thread as it is made (its external loop, :meth:`_serve`,
+        has no wake-up socket pair to poke), into a socket corked for the burst, and
+        uncorking sends them together. Where TCP_CORK does not exist, the messages go out
+        as paho writes them."""
         if not self.connected:
             return
         client = self._client
-        if self._queue is not None:
-            encode = self._encoded_topic
-            block = b"".join(_publish_qos0(encode(topic), payload.encode()) for topic, payload in messages)
-            if block:
-                self._queue(0, block, 0, 0)
-                if client.want_write():
-                    self._wake()
-            return
         sock = client.socket()
         corked = len(messages) > 1 and _CORK is not None and sock is not None and _set_cork(sock, 1)
         try:
@@ -177,14 +160,7 @@ class MqttLink:
             if corked:
                 _set_cork(sock, 0)  # uncork: out it goes
         if client.want_write():
-            self._wake()
-
-    def _encoded_topic(self, topic: str) -> bytes:
-        encoded = self._topics.get(topic)
-        if encoded is None:
-            raw = topic.encode()
-            encoded = self._topics[topic] = len(raw).to_bytes(2, "big") + raw
-        return encoded
+            self._wake()  # not all written (a busy socket): the network thread finishes it
 
     # --- the network thread -----------------------------------------------------------
 
@@ -340,18 +316,6 @@ class _PahoErrors(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         args = record.args if isinstance(record.args, tuple) else ()
         self.error = next((a for a in args if isinstance(a, BaseException)), self.error)
-
-
-def _publish_qos0(topic: bytes, payload: bytes) -> bytes:
-    """One MQTT 3.1.1 PUBLISH packet, QoS 0, not retained. ``topic``: length-prefixed."""
-    length = len(topic) + len(payload)
-    if length < 128:  # nearly always: one byte of remaining length
-        return bytes((0x30, length)) + topic + payload
-    header = bytearray((0x30,))
-    while length:
-        length, byte = divmod(length, 128)
-        header.append(byte | 0x80 if length else byte)
-    return bytes(header) + topic + payload
 
 
 def _set_cork(sock: Any, value: int) -> bool:
