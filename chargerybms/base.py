@@ -1,6 +1,6 @@
 """The types every output and view is made of: the lowest layer above the protocol.
 
-An output is a pure builder from the battery as last seen (a :class:`World`) plus its
+An output is a pure builder from the battery as last seen (a :class:`Context`) plus its
 topic, retain flag, QoS and :class:`Timing`. The daemon asks the schedule what is due and
 publishes whatever the builders return; neither names a client. A new client (a Venus OS
 driver, a dashboard's data, a health event) is one module in ``outputs/`` with a factory
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .protocol import Frame
@@ -44,26 +45,30 @@ class View(Protocol):
         """Keep what must survive a restart (on the schedule, and at stop)."""
 
 
-class World(Protocol):
-    """What a builder may read: the battery, whether the link is live, and the daemon's own
-    values (energy meters, link quality, derived views) that go into the ``state`` document."""
+def _no_extra() -> dict[str, Any]:
+    return {}
 
-    @property
-    def state(self) -> BatteryState: ...
 
-    @property
-    def link_online(self) -> bool | None:
-        """True while frames arrive, False once stale, None before anything was said."""
+@dataclass(frozen=True)
+class Context:
+    """What a builder may read, made by the daemon for one publication and not changed
+    after: the battery, whether the link is live, the time, and the daemon's own values
+    (energy meters, link quality, derived views) that go into the ``state`` document."""
 
-    def document_extra(self) -> dict[str, Any]: ...
+    state: BatteryState
+    link_online: bool | None  # True while frames arrive, False once stale, None before anything was said
+    now: float  # the monotonic time of this publication (for outputs that hold values back)
+    new_events: tuple[Event, ...] = ()  # what the views raised on the frame being handled (per-frame builders)
+    make_extra: Callable[[], dict[str, Any]] = _no_extra
 
-    @property
-    def now(self) -> float:
-        """The monotonic time of this publication (for outputs that hold values back)."""
+    def document_extra(self) -> dict[str, Any]:
+        """The views' and the daemon's part of the ``state`` document: made at most once
+        per publication, however many outputs ask (and not at all if none does)."""
+        return self._extra
 
-    @property
-    def new_events(self) -> list[Event]:
-        """What the views raised on the frame being handled (for per-frame builders)."""
+    @cached_property
+    def _extra(self) -> dict[str, Any]:
+        return self.make_extra()
 
 
 Message = tuple[str, str]  # (topic, payload)
@@ -95,14 +100,14 @@ class Output:
     name: str
     topic: str
     timing: Timing
-    build: Callable[[World], Payload] = lambda world: None
-    build_frame: Callable[[Frame, World], list[Message]] | None = None  # for Timing.per_frame
+    build: Callable[[Context], Payload] = lambda context: None
+    build_frame: Callable[[Frame, Context], list[Message]] | None = None  # for Timing.per_frame
     retain: bool = False
     qos: int = 0
     # Topics to subscribe to, and what to do with their messages (topic, payload, retained:
     # what the broker held when we subscribed): a reason to announce again, or None.
     subscriptions: tuple[str, ...] = ()
-    on_message: Callable[[str, bytes, bool, World], str | None] | None = None
+    on_message: Callable[[str, bytes, bool, Context], str | None] | None = None
 
 
 Factory = Callable[["Settings", "Topics"], Output | None]

@@ -2,7 +2,10 @@
 (:mod:`chargerybms.registry`) when the schedule (:mod:`chargerybms.schedule`) says so.
 
 One thread of ours (this one) reads, decodes and publishes; the MQTT network loop runs in
-its own thread and only hands typed events over (a queue). The port is a
+its own thread and only hands typed events over (a queue). A burst is read, decoded and
+published once, when its gathering window closes (:mod:`chargerybms.schedule`): its plain
+topics and its ``state`` in one transmission. Builders get a :class:`~chargerybms.base.Context`
+made for each publication. The port is a
 :class:`~chargerybms.serial_link.PortReader`, which owns opening and reopening it. One
 clock (``clock``, monotonic) is used for every time decision; ``wall`` only stamps values.
 """
@@ -21,7 +24,7 @@ from types import FrameType
 from typing import Any
 
 from . import __version__
-from .base import Event, Message, Output
+from .base import Context, Event, Message, Output
 from .battery import BatteryState
 from .config import ConfigError, Settings, printing, report
 from .logs import LOG, RateLimited, setup
@@ -62,10 +65,7 @@ class Daemon:
         self.quality = LinkQuality()
         self._limited = RateLimited(clock=clock)
         self.views = build_views(settings)
-        self.new_events: list[Event] = []  # what the views raised on the frame being handled
-        self.now = clock()  # of the publication being built
-        self._emitting = False  # emit() is building: document_extra() is made once for all
-        self._extra: dict[str, Any] | None = None
+        self._held: list[Message] = []  # the per-frame messages of the open window: out with its burst
         self._sent: dict[str, tuple[str, float]] = {}  # changes_only outputs: the last payload, when
         self.outputs = build_outputs(settings, self.topics)
         periods = {o.name: o.timing.every for o in self.outputs if o.timing.every}
@@ -108,38 +108,37 @@ class Daemon:
         """Ask the main loop to finish (from a signal handler or another thread)."""
         self.stop_event.set()
 
-    # --- what builders read (outputs.World) ------------------------------------------------
+    # --- what builders read -----------------------------------------------------------------
 
     @property
     def link_online(self) -> bool | None:
         return self.schedule.link_online
 
-    def document_extra(self) -> dict[str, Any]:
-        """The views' and the daemon's own part of the `state` document (energy meters, cell
-        health; link quality, liveness): made once per emit(), however many outputs ask."""
-        if self._extra is not None:
-            return self._extra
-        extra = self._make_extra()
-        if self._emitting:
-            self._extra = extra
-        return extra
+    def context(self, now: float, new_events: tuple[Event, ...] = ()) -> Context:
+        """What the builders of one publication at ``now`` read."""
+        return Context(self.state, self.schedule.link_online, now, new_events, self._make_extra)
 
     def _make_extra(self) -> dict[str, Any]:
+        """The views' and the daemon's own part of the `state` document (energy meters, cell
+        health; link quality, liveness)."""
         extra: dict[str, Any] = {}
         for view in self.views:
             extra.update(view.fields())
-        link = ONLINE if self.link_online else OFFLINE
+        link = ONLINE if self.schedule.link_online else OFFLINE
         return extra | daemon_fields(self.quality.frames_per_second, self.framer.corrupted, self.state.last_seen, link)
 
     # --- publishing ------------------------------------------------------------------------
 
-    def emit(self, outputs: list[Output], now: float, *, again: bool = False) -> None:
-        """Build and publish ``outputs``; telemetry of them all goes out together.
+    def emit(
+        self, outputs: list[Output], now: float, *, again: bool = False, held: list[Message] | None = None
+    ) -> None:
+        """Build and publish ``outputs``; telemetry of them all (after ``held``, the frames'
+        own messages) goes out together, in one transmission.
         ``again``: an announcement, where even an unchanged document is sent."""
-        self.now, self._emitting = now, True
-        telemetry: list[Message] = []
+        context = self.context(now)
+        telemetry: list[Message] = held or []
         for output in outputs:
-            payload = output.build(self)
+            payload = output.build(context)
             if output.timing.burst:
                 self.schedule.burst_sent(now)
             if output.timing.changes_only and isinstance(payload, str):
@@ -153,7 +152,6 @@ class Daemon:
                     self.sink.publish(topic, text, retain=output.retain, qos=output.qos)
             else:
                 telemetry += messages
-        self._emitting, self._extra = False, None
         if telemetry:
             self.sink.publish_many(telemetry)
 
@@ -173,27 +171,35 @@ class Daemon:
         )
 
     def handle_bytes(self, data: bytes) -> None:
+        """Decode ``data``; the frames' messages are held for the burst's one transmission."""
+        now = self._clock()
+        self.schedule.arrived(now)
         frames = self.framer.feed(data)
         if not frames:
             return
-        now, wall = self._clock(), self._wall()
+        wall = self._wall()
         debug = LOG.isEnabledFor(logging.DEBUG)
         slots_before = self.state.slots
-        messages: list[Message] = []
+        held = self._held
+        quiet = self.context(now)  # for the frames that raise no event (nearly all)
         for offset, frame in frames:
             if debug:
                 LOG.debug("frame at %d: %r", offset, frame)
             self.state.update(frame, wall)
-            self.new_events = [event for view in self.views for event in view.feed(frame, self.state, now, wall)]
+            events = tuple(event for view in self.views for event in view.feed(frame, self.state, now, wall))
+            context = self.context(now, events) if events else quiet
             for build in self._per_frame:
-                messages += build(frame, self)
+                held += build(frame, context)
         if self.schedule.frame(now):
             LOG.info("serial: receiving frames from %s", self.port.label)
             self.emit(self._when["link_change"], now)
         if self.state.slots != slots_before:  # the model is known now: its cells get entities
             self._check_model()
             self.emit(self._when["model_change"], now)
-        self.sink.publish_many(messages)
+
+    def _take_held(self) -> list[Message]:
+        held, self._held = self._held, []
+        return held
 
     # --- what the schedule and the MQTT thread say, once per loop turn --------------------
 
@@ -208,9 +214,10 @@ class Daemon:
                 f"serial: no valid frame {silence}: link offline (is the BMS display unit on?)",
                 self.settings.stale_after,
             )
-            self.emit(self._when["stale"], now)
-        if due.burst:
-            self.emit(self._when["burst"], now)
+            self.emit(self._when["stale"], now, held=self._take_held())
+        if due.burst:  # the window closed: the burst's values and its documents, together
+            self.schedule.burst_sent(now)
+            self.emit(self._when["burst"], now, held=self._take_held())
         if due.periodic:
             self.emit([o for o in self.outputs if o.name in due.periodic], now)
         if due.save:
@@ -229,7 +236,7 @@ class Daemon:
                 again = True
             elif isinstance(event, Received) and (output := self._listeners.get(event.topic)) is not None:
                 assert output.on_message is not None
-                reason = output.on_message(event.topic, event.payload, event.retained, self)
+                reason = output.on_message(event.topic, event.payload, event.retained, self.context(now))
                 if reason:
                     LOG.info("%s", reason)
                     again = True
@@ -266,7 +273,19 @@ class Daemon:
             while not self.stop_event.is_set():
                 now = self._clock()
                 self.housekeeping(now)
-                data = self.port.read(self.schedule.sleep(now))
+                timeout = self.schedule.sleep(now)
+                if self.schedule.gathering:
+                    # The burst is on its way: the kernel keeps its pieces, and they are
+                    # read, decoded and published together when the window closes.
+                    if timeout > 0:
+                        time.sleep(timeout)
+                    data = self.port.take()
+                else:
+                    ready = self.port.wait(timeout)
+                    if ready:  # the first bytes of a burst: left where they are, its window opens
+                        self.schedule.arrived(self._clock())
+                        continue
+                    data = b"" if ready is False else self.port.read(timeout)
                 if data:
                     self.handle_bytes(data)
         finally:
@@ -278,6 +297,10 @@ class Daemon:
         """A clean stop: what the views keep saved, then `link` and `status` offline (retained),
         so nothing retained describes a running daemon any more."""
         self.notifier.stopping()
+        if self._held or self.schedule.burst_pending:  # nothing held back at a stop either
+            now = self._clock()
+            self.schedule.burst_sent(now)
+            self.emit(self._when["burst"], now, held=self._take_held())
         for view in self.views:
             view.save()
         self.sink.stop([(self.topics.link, OFFLINE), (self.topics.status, OFFLINE)])

@@ -29,8 +29,19 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
 CONNECT_TIMEOUT = 30.0  # a TCP/TLS handshake that takes longer than this is stuck
 GRACE = 10.0
-SERVE_WAKE = 5.0  # seconds the network thread sleeps when there is nothing to do (keepalive is 30)
+# Seconds the network thread sleeps when there is nothing to do. A publish from the reader
+# thread is written there (paho's loop_write, no wake-up socket pair), so this timeout is
+# the thread's only wake-up besides the broker's own packets: it checks the keepalive
+# (loop_misc) and renews the watchdog promise. 10 s: a PINGREQ due after KEEPALIVE seconds
+# without traffic goes out at most 10 s late, well within the broker's 1.5 x KEEPALIVE.
+SERVE_WAKE = 10.0
 _CORK: int | None = getattr(socket, "TCP_CORK", None)  # Linux only
+# A refused login, by CONNACK code: MQTT 3.1.1's 4 and 5 (paho 1.6 hands the code over),
+# and the MQTT 5 reason codes paho 2 maps them to (134 bad user name or password, 135 not
+# authorized).
+LOGIN_REFUSED = frozenset({4, 5, 134, 135})
+# OpenSSL's reason for the TLS alert a broker sends when it wants a client certificate.
+CLIENT_CERTIFICATE_WANTED = frozenset({"TLSV13_ALERT_CERTIFICATE_REQUIRED"})
 
 
 class MqttLink:
@@ -66,7 +77,7 @@ class MqttLink:
         self._host, self._port = broker(settings)
         self.where = f"{self._host}:{self._port}"
         self._alive_until = float("inf")  # the network thread promises to come round by then
-        self._last_error: BaseException | str | None = None  # why the last connection ended, if known
+        self._last_error: BaseException | None = None  # why the last connection ended, if known
         self._refused = False  # the broker answered this connection with a refusal
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -78,13 +89,14 @@ class MqttLink:
         if settings.mqtt_tls:
             client.tls_set_context(_tls_context(settings))
         client.will_set(will_topic, OFFLINE, qos=1, retain=True)
-        # paho reports some failures only in its log (a TLS alert after the handshake, say):
-        # keep its last error for our own message. Error level only, so the per-publish
-        # debug lines are never even formatted.
+        # paho 2 reports some failures only in its log (a TLS alert after the handshake, say,
+        # caught in its read): our own handler keeps the exception it logs, for our message.
+        # Error level only, so the per-publish debug lines are never even formatted.
+        self._paho_errors = _PahoErrors()
         paho_log = logging.getLogger(f"chargery.paho.{id(self)}")
         paho_log.propagate = False
         paho_log.setLevel(logging.ERROR)
-        paho_log.addHandler(_LastError(self))
+        paho_log.addHandler(self._paho_errors)
         client.enable_logger(paho_log)
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
@@ -130,9 +142,11 @@ class MqttLink:
         return bool(info.rc == 0)
 
     def publish_many(self, messages: list[tuple[str, str]]) -> None:
-        """One frame's telemetry (not retained, QoS 0) as one TCP segment: the socket is
-        corked (Linux) while paho writes the messages, so the kernel sends them together
-        instead of one loopback/network transmit per message."""
+        """A burst's telemetry (not retained, QoS 0) as one TCP transmission: paho writes
+        each PUBLISH from this thread as it is made (its external loop, :meth:`_serve`,
+        has no wake-up socket pair to poke), into a socket corked for the burst, and
+        uncorking sends them together. Where TCP_CORK does not exist, the messages go out
+        as paho writes them."""
         if not self.connected:
             return
         client = self._client
@@ -146,7 +160,7 @@ class MqttLink:
             if corked:
                 _set_cork(sock, 0)  # uncork: out it goes
         if client.want_write():
-            self._wake()
+            self._wake()  # not all written (a busy socket): the network thread finishes it
 
     # --- the network thread -----------------------------------------------------------
 
@@ -167,7 +181,7 @@ class MqttLink:
             delay = backoff.peek()
             self._promise(CONNECT_TIMEOUT)
             connects_before = self.connects
-            self._last_error = None
+            self._last_error = self._paho_errors.error = None
             self._refused = False
             try:
                 client.connect(self._host, self._port, keepalive=KEEPALIVE)
@@ -208,9 +222,13 @@ class MqttLink:
 
     def _serve(self, client: Any) -> None:
         """Run one connection with paho's external-loop calls (loop_read/loop_write/
-        loop_misc around our own select), until it drops or we stop. Unlike client.loop(),
-        this creates no wake-up socket pair, so a publish from the reader thread is one
-        TCP send and does not wake this thread: that halved the CPU per frame."""
+        loop_misc around our own select), until it drops or we stop. Unlike client.loop()
+        or loop_start(), this creates no wake-up socket pair (paho 1.6 and 2.x write a byte
+        to it on every publish, to break their own select), so a publish from the reader
+        thread is written there and then and does not wake this thread. It wakes for the
+        broker's packets (CONNACK, SUBACK, PUBACK of the retained QoS 1 messages, PINGRESP,
+        subscribed messages), for our wake pipe (a publish not written at once, a stop) and
+        every SERVE_WAKE seconds."""
         wake = self._wake_r
         while not self._stop.is_set():
             self._promise(SERVE_WAKE)
@@ -240,9 +258,9 @@ class MqttLink:
 
     def _refused_during_login(self, delay: float) -> None:
         """The connection ended before the broker accepted it (no CONNACK)."""
-        exc = self._last_error
+        exc = self._last_error or self._paho_errors.error
         reason = str(exc) if exc is not None else "the broker closed the connection before accepting it"
-        if "certificate required" in reason.lower() or "certificate_required" in reason.lower():
+        if isinstance(exc, ssl.SSLError) and exc.reason in CLIENT_CERTIFICATE_WANTED:
             reason += " (the broker wants a client certificate: --mqtt-cert-file and --mqtt-key-file)"
         # Keyed by the reason: a racy first reason ("EOF") must not hide the precise one.
         self._limited.log(
@@ -259,11 +277,8 @@ class MqttLink:
         failed = getattr(rc, "is_failure", rc != 0)
         if failed:
             reason = str(rc) if hasattr(rc, "is_failure") else self._mqtt.connack_string(rc)
-            hint = (
-                " (check the user name and password)"
-                if "auth" in reason.lower() or "password" in reason.lower()
-                else ""
-            )
+            code = int(getattr(rc, "value", rc))  # paho 2: a ReasonCode; paho 1.6: the CONNACK's code
+            hint = " (check the user name and password)" if code in LOGIN_REFUSED else ""
             self._limited.log(
                 logging.ERROR, "refused", "MQTT: %s refused the connection: %s%s", self.where, reason, hint
             )
@@ -291,15 +306,16 @@ class MqttLink:
             LOG.exception("MQTT: error while handling a message on %s", message.topic)
 
 
-class _LastError(logging.Handler):
-    """Remembers paho's last error line on its link."""
+class _PahoErrors(logging.Handler):
+    """Keeps the exception of paho's last error line (paho 2 logs the one its read caught)."""
 
-    def __init__(self, link: MqttLink) -> None:
+    def __init__(self) -> None:
         super().__init__(logging.ERROR)
-        self._link = link
+        self.error: BaseException | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._link._last_error = record.getMessage()
+        args = record.args if isinstance(record.args, tuple) else ()
+        self.error = next((a for a in args if isinstance(a, BaseException)), self.error)
 
 
 def _set_cork(sock: Any, value: int) -> bool:

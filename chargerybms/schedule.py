@@ -13,10 +13,21 @@ Rules (each written once, here):
   the last frame or, before any, from the start. No ``offline`` blip at start when a
   frame comes in time, and a ``link online`` left retained by a crashed run is corrected
   within ``stale_after`` when the BMS stays silent.
-- A burst output (``state``) is due ``BURST_DELAY`` after the first frame it is waiting
-  for: the frames of one burst (cells, status, impedances back to back, a few ms apart)
-  make one document, and at line rate there are at most ``1 / BURST_DELAY`` a second.
-  While the link is online it is also due when the last one is ``heartbeat`` old.
+- One transmission per burst. The first bytes that arrive while nothing is gathered open a
+  window of ``BURST_DELAY``; while it is open the reader leaves the port alone (the kernel
+  keeps what arrives: a USB adapter's pieces of a burst are not a wake-up each) and reads
+  it all when the window closes. Then the frames' plain topics and the burst outputs
+  (``state``) go out together, once. A burst (status, cells, impedances, 19 to 104 bytes,
+  back to back) takes a few ms on the wire and at most a few 16 ms latency-timer pieces
+  from a USB adapter, so it fits one window. Every value is published at most
+  ``BURST_DELAY`` (plus the time to handle it) after its last byte: the promise is
+  ``PROMISE``. Nothing is held when the BMS goes silent (the window closes by the clock,
+  not by the next burst), and bytes that never make a frame close their window with
+  nothing to publish. At line rate bursts run together: a window opens as soon as the
+  previous one closed, so there is one transmission (with one ``state``) every
+  ``BURST_DELAY`` holding every frame of that window, none lost.
+  While the link is online the burst outputs are also due when the last one is
+  ``heartbeat`` old.
 - A periodic output is due every ``period`` seconds while the link is online, never
   otherwise, and never catches up after a pause.
 - What the views keep (energy meters, cell-health evidence) is saved every ``SAVE_EVERY``
@@ -33,7 +44,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-BURST_DELAY: Final = 0.1  # seconds from a frame to the burst output (`state`) that holds it
+BURST_DELAY: Final = 0.1  # seconds from a burst's first byte to its one transmission
+PROMISE: Final = 0.150  # seconds: every value is published within this of its burst's last byte
 SAVE_EVERY: Final = 60.0  # seconds between saves of what the views keep (energy meters, evidence)
 TICK_EVERY: Final = 1.0  # seconds between rounds of slow bookkeeping (watchdog, quality, status)
 MAX_SLEEP: Final = 1.0  # the reader wakes at least this often (to notice a stop request)
@@ -71,7 +83,8 @@ class Schedule:
         self.link_online: bool | None = None  # None: nothing said yet this run
         self.last_frame: float | None = None
         self._silent_since = start  # the last frame, or the start
-        self._burst_due: float | None = None  # a burst output is waiting until then
+        self._gather_until: float | None = None  # a window is open (bytes are being gathered) until then
+        self._burst_pending = False  # frames have arrived in the open window
         self._last_burst = start
         self._next_periodic = dict.fromkeys(self.periods, start)
         self._next_save = start + SAVE_EVERY
@@ -79,11 +92,16 @@ class Schedule:
 
     # --- events -------------------------------------------------------------------------
 
+    def arrived(self, now: float) -> None:
+        """Bytes arrived at ``now`` (a frame or not): the first open a gathering window."""
+        if self._gather_until is None:
+            self._gather_until = now + BURST_DELAY
+
     def frame(self, now: float) -> bool:
         """Frames arrived at ``now``. True when this brings the link online."""
         self.last_frame = self._silent_since = now
-        if self._burst_due is None:
-            self._burst_due = now + BURST_DELAY
+        self.arrived(now)
+        self._burst_pending = True
         if self.link_online:
             return False
         self.link_online = True
@@ -92,13 +110,19 @@ class Schedule:
         return True
 
     @property
+    def gathering(self) -> bool:
+        """A window is open: the reader leaves the port alone until :meth:`sleep` is over,
+        then takes everything that arrived."""
+        return self._gather_until is not None
+
+    @property
     def burst_pending(self) -> bool:
-        """A burst output is waiting for the rest of its burst."""
-        return self._burst_due is not None
+        """Frames are waiting for the rest of their burst."""
+        return self._burst_pending
 
     def burst_sent(self, now: float) -> None:
         self._last_burst = now
-        self._burst_due = None
+        self._burst_pending = False
 
     # --- decisions ----------------------------------------------------------------------
 
@@ -107,13 +131,16 @@ class Schedule:
         link_offline = False
         if self.link_online is not False and now - self._silent_since >= self.stale_after:
             self.link_online = False
-            self._burst_due = None
+            self._gather_until, self._burst_pending = None, False
             link_offline = True
         online = bool(self.link_online)
-        if self._burst_due is not None:
-            burst = now >= self._burst_due
+        closed = self._gather_until is not None and now >= self._gather_until
+        if closed:
+            self._gather_until = None
+        if self._burst_pending:
+            burst = closed
         else:  # the heartbeat: nothing new, but the document is not left to expire
-            burst = online and now - self._last_burst >= self.heartbeat
+            burst = online and self._gather_until is None and now - self._last_burst >= self.heartbeat
         periodic: tuple[str, ...] = ()
         if online:
             periodic = tuple(name for name, due in self._next_periodic.items() if now >= due)
@@ -135,12 +162,12 @@ class Schedule:
         """How long the reader may block before something is due (0 to ``MAX_SLEEP``).
         The bookkeeping tick is left out on purpose: see the module's rules."""
         deadline = min(now + MAX_SLEEP, self._next_save)
-        if self._burst_due is not None:
-            deadline = min(deadline, self._burst_due)
+        if self._gather_until is not None:
+            deadline = min(deadline, self._gather_until)
         if self.link_online is not False:
             deadline = min(deadline, self._silent_since + self.stale_after)
         if self.link_online:
-            if self._burst_due is None:
+            if not self._burst_pending and self._gather_until is None:
                 deadline = min(deadline, self._last_burst + self.heartbeat)
             for due in self._next_periodic.values():
                 deadline = min(deadline, due)

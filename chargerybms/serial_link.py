@@ -20,6 +20,7 @@ from .backoff import Backoff
 from .logs import LOG, RateLimited
 
 READ_TIMEOUT = 1.0
+TAKE_READS = 16  # reads at most of a source read piece by piece, when a window closes
 OPEN_BACKOFF_FIRST = 1.0  # seconds before the first retry of a port that did not open
 OPEN_BACKOFF_MAX = 10.0  # ... and never longer than this between tries
 
@@ -70,6 +71,13 @@ class SerialPort:
         # A local tty (pyserial has made it raw, VMIN=1): one select and one read per wakeup
         # instead of pyserial's Python read loop. URL ports keep pyserial's own read.
         self._fd: int | None = port.fileno() if isinstance(port, serial.Serial) and port.fd is not None else None
+        # A network bridge (socket://): waited for with our own select on its socket, then
+        # read without a timeout of its own (pyserial's in_waiting there is only 0 or 1), so
+        # one read takes everything that has arrived. Its timeout is a local setting.
+        self._socket_fd: int | None = None
+        if self._fd is None and url.startswith("socket://"):
+            port.timeout = 0
+            self._socket_fd = port.fileno()
 
     def read(self, size: int = 4096, timeout: float = READ_TIMEOUT) -> bytes:
         """Block until at least one byte (or the timeout), then take what has arrived, up
@@ -80,15 +88,33 @@ class SerialPort:
             return self._read_fd(self._fd, size, timeout)
         try:
             port = self._port
-            data: bytes = port.read(min(port.in_waiting, size) or 1)
+            if self._socket_fd is not None:
+                ready, _, _ = select.select((self._socket_fd,), (), (), timeout)
+                return port.read(size) if ready else b""  # raises at the bridge's EOF
+            waiting = port.in_waiting
+            if not waiting and timeout <= 0:  # what has arrived, now: nothing
+                return b""
+            data: bytes = port.read(min(waiting, size) or 1)
             if data:
                 more = min(port.in_waiting, size - len(data))
                 if more > 0:
                     data += port.read(more)
-        except (self._serial_exception, OSError, TypeError, AttributeError) as exc:
+        except (self._serial_exception, OSError, TypeError, AttributeError, ValueError) as exc:
             # TypeError/AttributeError: pyserial's socket handler after the peer vanished.
             raise PortError(_reason(exc)) from None
         return data
+
+    def wait(self, timeout: float) -> bool | None:
+        """Block until bytes are there to read (True) or the timeout (False), reading
+        nothing; None for a port that cannot be watched without reading it."""
+        fd = self._fd if self._fd is not None else self._socket_fd
+        if fd is None:
+            return None
+        try:
+            ready, _, _ = select.select((fd,), (), (), timeout)
+        except (OSError, ValueError) as exc:
+            raise PortError(_reason(exc)) from None
+        return bool(ready)
 
     def _read_fd(self, fd: int, size: int, timeout: float) -> bytes:
         try:
@@ -156,11 +182,41 @@ class PortReader:
         try:
             return source.read(4096, timeout)
         except PortError as exc:
-            LOG.warning("serial: %s went away (%s); waiting for it to come back", self.label, exc)
-            self.close()
-            self._backoff.reset()
-            self._next_open = self._clock() + self._backoff.next()
+            self._went_away(exc)
             return b""
+
+    def wait(self, timeout: float) -> bool | None:
+        """Wait up to ``timeout`` seconds for bytes without taking them: True when some
+        are there, False after the timeout, None when the port is not open or cannot be
+        watched without reading it (then :meth:`read` is the way to wait)."""
+        wait = getattr(self._source, "wait", None)
+        if wait is None:
+            return None
+        try:
+            ready: bool | None = wait(timeout)
+        except PortError as exc:
+            self._went_away(exc)
+            return False
+        return ready
+
+    def take(self) -> bytes:
+        """Everything that has arrived, now, without waiting: one read of a watched port;
+        other sources (the simulator, a bridge read through pyserial) until they have
+        nothing, at most ``TAKE_READS`` reads (the rest opens the next window at once)."""
+        data = self.read(0.0)
+        if data and getattr(self._source, "wait", None) is None:
+            for _ in range(TAKE_READS - 1):  # bounded: a source that never runs dry must not hold the loop
+                more = self.read(0.0)
+                if not more:
+                    break
+                data += more
+        return data
+
+    def _went_away(self, exc: PortError) -> None:
+        LOG.warning("serial: %s went away (%s); waiting for it to come back", self.label, exc)
+        self.close()
+        self._backoff.reset()
+        self._next_open = self._clock() + self._backoff.next()
 
     def _try_open(self, timeout: float) -> ByteSource | None:
         now = self._clock()

@@ -135,6 +135,7 @@ class RecordingSink:
     def __init__(self) -> None:
         self.published: list[tuple[str, str, bool]] = []
         self.last_words: list[tuple[str, str]] = []
+        self.batches: list[list[tuple[str, str]]] = []  # each publish_many: one transmission
 
     def start(self) -> None:
         pass
@@ -144,6 +145,7 @@ class RecordingSink:
         return True
 
     def publish_many(self, messages: list[tuple[str, str]]) -> None:
+        self.batches.append(list(messages))
         for topic, payload in messages:
             self.publish(topic, payload)
 

@@ -105,7 +105,7 @@ def test_what_home_assistant_shows_is_within_its_deadband_or_younger_than_max_ag
     for second in range(960):
         for frame in bms.seconds(1):
             daemon.handle_bytes(frame)
-        truth = daemon.state.document(daemon.document_extra())
+        truth = daemon.state.document(daemon.context(0.0).document_extra())
         shown = view.document(truth, float(second))
         for name, document in (("state", truth), ("ha_state", shown)):
             before = previous.get(name, {})

@@ -130,6 +130,13 @@ def test_connects_says_online_retained_then_calls_on_connected(
     assert retained(broker, "lt/kept") == ("yes", True)
     link.publish_many([("lt/a", "1"), ("lt/b", "2")])
     assert subscriber.wait("lt/b").payload == "2" and subscriber.wait("lt/a").payload == "1"
+    # Packets made by publish_many itself: every size of MQTT's remaining length (1, 2 and
+    # 3 bytes), a topic and payload beyond ASCII, in order, as the broker parses them.
+    many = [("lt/small", "x"), ("lt/°C", "−12.3 °C"), ("lt/doc", "d" * 300), ("lt/big", "b" * 20_000)]
+    link.publish_many(many)
+    subscriber.wait("lt/big")
+    got = [(m.topic, m.payload, m.retain) for m in subscriber.messages if m.topic in dict(many)]
+    assert got == [(topic, payload, False) for topic, payload in many]
 
     link.stop([(STATUS, "offline")])  # last words: retained, delivered before the disconnect
     assert retained(broker, STATUS) == ("offline", True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 
 import pytest
 from helpers import RecordingSink
@@ -13,7 +14,7 @@ from chargerybms.config import load
 from chargerybms.daemon import Daemon
 from chargerybms.outputs.victron import EVERY as VICTRON_EVERY
 from chargerybms.protocol import encode_cells, encode_impedances, encode_status
-from chargerybms.schedule import BURST_DELAY, MAX_SLEEP, SAVE_EVERY, TICK_EVERY, Schedule
+from chargerybms.schedule import BURST_DELAY, MAX_SLEEP, PROMISE, SAVE_EVERY, TICK_EVERY, Schedule
 from chargerybms.sink import Connected
 
 STALE, HEARTBEAT = 10.0, 60.0
@@ -58,6 +59,69 @@ def test_the_burst_output_waits_for_the_rest_of_the_burst() -> None:
     assert s.poll(5.0 + BURST_DELAY).burst
     s.burst_sent(5.1)
     assert not s.poll(5.2).burst
+
+
+def test_bytes_open_a_window_the_reader_leaves_alone_until_it_closes() -> None:
+    s = schedule()
+    assert not s.gathering
+    s.arrived(5.0)  # the first piece of a burst, no whole frame in it yet
+    assert s.gathering and s.sleep(5.0) == pytest.approx(BURST_DELAY)
+    s.arrived(5.03)  # more pieces do not move the window
+    assert s.sleep(5.03) == pytest.approx(5.0 + BURST_DELAY - 5.03)
+    assert not s.poll(5.0 + BURST_DELAY - 0.001).burst and s.gathering
+    assert not s.poll(5.0 + BURST_DELAY).burst  # closed, but nothing decoded: nothing to publish
+    assert not s.gathering
+
+
+def test_a_bms_silent_mid_burst_holds_nothing_back() -> None:
+    s = schedule()
+    s.frame(5.0)  # the status frame, then nothing more
+    assert s.burst_pending and s.sleep(5.0) == pytest.approx(BURST_DELAY)
+    assert s.poll(5.0 + BURST_DELAY).burst
+
+
+def _published_after(arrivals: list[float]) -> tuple[list[float], int]:
+    """The reader's loop over pieces arriving at ``arrivals`` (a whole frame in each): the
+    delay from each piece to its publication, and the number of transmissions."""
+    s = schedule()
+    delays: list[float] = []
+    waiting: list[float] = []  # arrived, not yet read
+    pending: list[float] = []  # read, not yet published
+    transmissions = 0
+    queue = sorted(arrivals)
+    now = 0.0
+    while queue or waiting or pending:
+        if s.gathering:
+            now += s.sleep(now)  # the window's end: everything that arrived is read at once
+            waiting += [t for t in queue if t <= now]
+            queue = [t for t in queue if t > now]
+        elif not waiting:
+            now = max(now, queue[0])  # the port wakes the reader
+            waiting.append(queue.pop(0))
+        if waiting:
+            s.frame(now)
+            pending += waiting
+            waiting = []
+        if s.poll(now).burst:
+            s.burst_sent(now)
+            transmissions += 1
+            delays += [now - t for t in pending]
+            pending = []
+    return delays, transmissions
+
+
+def test_every_frame_is_published_within_the_window_of_its_arrival() -> None:
+    rng = random.Random(25)
+    # Bursts a second apart, each in pieces 0-16 ms apart (a USB adapter's latency timer).
+    arrivals = [second + sum(rng.uniform(0, 0.016) for _ in range(k)) for second in range(60) for k in range(3)]
+    delays, transmissions = _published_after(arrivals)
+    assert transmissions == 60  # one per burst
+    assert max(delays) <= BURST_DELAY + 1e-9 <= PROMISE
+    # At line rate the bursts run together: a transmission every BURST_DELAY, none lost.
+    line = [i / 100 for i in range(1000)]  # a frame every 10 ms for 10 s
+    delays, transmissions = _published_after(line)
+    assert len(delays) == len(line) and max(delays) <= BURST_DELAY + 1e-9
+    assert transmissions == pytest.approx(10 / BURST_DELAY, rel=0.1)
 
 
 def test_at_line_rate_the_burst_output_is_at_most_every_burst_delay() -> None:
@@ -209,7 +273,7 @@ def test_a_reconnect_in_the_middle_of_a_burst_does_not_split_it() -> None:
     d.handle_bytes(STATUS)
     d.events.put(Connected())  # the MQTT thread has just (re)connected: everything is announced again
     d.housekeeping(clock.now)
-    assert sink.on("chargerybms/current") == ["-12.3", "-12.3"]  # the values, republished
+    assert sink.on("chargerybms/current") == ["-12.3"]  # the values, republished
     assert sink.on("chargerybms/state") == []  # but the state waits for the burst
     clock.now += 0.004
     d.handle_bytes(CELLS)
@@ -217,3 +281,35 @@ def test_a_reconnect_in_the_middle_of_a_burst_does_not_split_it() -> None:
     d.housekeeping(clock.now)
     (state,) = sink.on("chargerybms/state")
     assert json.loads(state)["pack_voltage"] == 52.92
+    assert sink.on("chargerybms/current") == ["-12.3", "-12.3"]  # and the burst's own, with its state
+
+
+def test_a_burst_is_one_transmission_when_its_window_closes() -> None:
+    clock = Clock()
+    d, sink = daemon(clock)
+    burst = STATUS + CELLS + IMPEDANCES
+    for piece in (burst[i : i + 62] for i in range(0, len(burst), 62)):  # as a USB adapter hands it over
+        d.handle_bytes(piece)
+        d.housekeeping(clock.now)
+        clock.now += 0.016
+    assert sink.batches == []  # nothing yet: the window is open
+    clock.now = 100.0 + BURST_DELAY
+    d.housekeeping(clock.now)
+    (batch,) = sink.batches
+    topics = [topic for topic, _ in batch]
+    assert {"chargerybms/current", "chargerybms/batteryvolt", "chargerybms/aggimped"} <= set(topics)
+    assert topics[-1] == "chargerybms/state" and topics.count("chargerybms/state") == 1
+    assert json.loads(batch[-1][1])["impedance_total"] == 11.2
+    clock.now += 1.0  # the next burst, a second later: a document of its own
+    d.handle_bytes(STATUS)
+    clock.now += BURST_DELAY
+    d.housekeeping(clock.now)
+    assert len(sink.batches) == 2 and sink.batches[1][-1][0] == "chargerybms/state"
+
+
+def test_a_burst_held_at_a_stop_goes_out_before_the_last_words() -> None:
+    clock = Clock()
+    d, sink = daemon(clock)
+    d.handle_bytes(STATUS)
+    d.shutdown()
+    assert sink.on("chargerybms/current") == ["-12.3"] and len(sink.on("chargerybms/state")) == 1

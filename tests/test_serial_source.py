@@ -3,16 +3,27 @@ and the real thing against a pseudo-terminal."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import pty
+import struct
+import termios
 import tty
 from pathlib import Path
 
 import pytest
-from helpers import FakeClock
+from helpers import FakeClock, wait_until
 
 from chargerybms.backoff import Backoff
-from chargerybms.serial_link import OPEN_BACKOFF_FIRST, OPEN_BACKOFF_MAX, PortError, PortReader, SerialPort
+from chargerybms.serial_link import (
+    OPEN_BACKOFF_FIRST,
+    OPEN_BACKOFF_MAX,
+    TAKE_READS,
+    PortError,
+    PortReader,
+    SerialPort,
+)
 
 
 class FakePort:
@@ -150,3 +161,40 @@ def test_serial_port_reads_a_pseudo_terminal_and_reports_a_hang_up(tmp_path: Pat
 def test_serial_port_says_why_it_cannot_open(tmp_path: Path) -> None:
     with pytest.raises(PortError, match="No such file or directory"):
         SerialPort(str(tmp_path / "ttyUSB7"), 115200)
+
+
+def test_a_watched_port_is_waited_on_without_reading_and_then_taken_whole(tmp_path: Path) -> None:
+    """What the daemon does with a burst: wait for its first bytes without taking them,
+    then take every piece that arrived meanwhile in one read."""
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    link = tmp_path / "ttyBMS"
+    link.symlink_to(os.ttyname(slave))
+    reader = PortReader(lambda: SerialPort(str(link), 115200), str(link))
+
+    def waiting() -> int:
+        return int(struct.unpack("i", fcntl.ioctl(slave, termios.FIONREAD, b"\0\0\0\0"))[0])
+
+    try:
+        assert reader.wait(0.0) is None  # not open yet: read() is the way to wait (and open)
+        assert reader.read(0.0) == b""
+        assert reader.wait(0.05) is False
+        os.write(master, b"a" * 62)  # the first piece of a burst
+        assert reader.wait(1.0) is True
+        assert reader.wait(0.0) is True  # still there: waiting took nothing
+        os.write(master, b"b" * 62)  # the next piece, while the reader leaves the port alone
+        wait_until(lambda: waiting() == 124, 5, "both pieces in the terminal's buffer")
+        assert reader.take() == b"a" * 62 + b"b" * 62
+        assert reader.take() == b""
+    finally:
+        reader.close()
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_source_read_piece_by_piece_is_taken_until_dry_but_never_forever() -> None:
+    r, _, _ = reader([FakePort([b"a", b"b", b"c", b"", b"d"])])
+    assert r.take() == b"abc"  # the simulator or a bridge: until it has nothing now
+    assert r.take() == b"d"
+    never_dry, _, _ = reader([FakePort([b"x"] * 100)])
+    assert never_dry.take() == b"x" * TAKE_READS  # gives the loop back

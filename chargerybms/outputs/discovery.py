@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .. import __version__
-from ..base import Output, Timing, World
+from ..base import Context, Output, Timing
 from ..battery import BatteryState
 from ..config import Settings
 from ..protocol import MODE_NAMES, MODELS, UNKNOWN_MODE
@@ -328,7 +328,7 @@ def output(settings: Settings, topics: Topics) -> Output | None:
     discovery = Discovery(settings, topics)
     birth = settings.ha_status_topic
 
-    def on_message(topic: str, payload: bytes, retained: bool, world: World) -> str | None:
+    def on_message(topic: str, payload: bytes, retained: bool, world: Context) -> str | None:
         if topic == birth and payload.strip().lower() == ONLINE.encode():
             return "Home Assistant came online: announcing the device again"
         # Only what the broker held when we subscribed (MQTT 3.1.1 sets RETAIN only on
@@ -363,7 +363,7 @@ def ha_state_output(settings: Settings, topics: Topics) -> Output | None:
     read = {key for t in templates for key in re.findall(r"value_json\.(\w+)", t)}
     read |= {rule.of for rule in DEADBANDS.values() if isinstance(rule, Extreme)}
 
-    def build(world: World) -> str | None:
+    def build(world: Context) -> str | None:
         state = world.state
         if not state.has_data:
             return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from ..base import Message, Output, Timing, World
+from ..base import Context, Message, Output, Timing
 from ..protocol import Frame
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ def output(settings: Settings, topics: Topics) -> Output:
     event is news, not a state)."""
     topic = topics.event
 
-    def build_frame(frame: Frame, world: World) -> list[Message]:
+    def build_frame(frame: Frame, world: Context) -> list[Message]:
         return [(topic, json.dumps(event, separators=(",", ":"))) for event in world.new_events]
 
     return Output("event", topic, Timing(per_frame=True), build_frame=build_frame)

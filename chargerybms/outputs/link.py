@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..base import Output, Timing, World
+from ..base import Context, Output, Timing
 from ..topics import OFFLINE, ONLINE
 
 if TYPE_CHECKING:
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from ..topics import Topics
 
 
-def _link(world: World) -> str | None:
+def _link(world: Context) -> str | None:
     online = world.link_online
     return None if online is None else ONLINE if online else OFFLINE  # None: nothing true to say yet
 

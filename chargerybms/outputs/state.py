@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from ..base import Output, Timing, World
+from ..base import Context, Output, Timing
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -26,7 +26,7 @@ def daemon_fields(
 def output(settings: Settings, topics: Topics) -> Output:
     """``state``: once per burst, at the heartbeat, and a last one when the link goes offline."""
 
-    def build(world: World) -> str | None:
+    def build(world: Context) -> str | None:
         state = world.state
         return state.document_json(world.document_extra()) if state.has_data else None
 

@@ -28,7 +28,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from ..base import Output, Timing, World
+from ..base import Context, Output, Timing
 from ..battery import BatteryState
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ def output(settings: Settings, topics: Topics) -> Output | None:
         return None
     serial, capacity = settings.resolved_device_id, settings.capacity_ah or 0.0
 
-    def build(world: World) -> str | None:
+    def build(world: Context) -> str | None:
         document = make(world.state, serial, capacity)
         return None if document is None else json.dumps(document, separators=(",", ":"))
 
