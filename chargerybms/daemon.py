@@ -31,6 +31,7 @@ from .logs import LOG, RateLimited, setup
 from .notify import Notifier
 from .outputs.state import daemon_fields
 from .protocol import Framer
+from .publisher import Publisher
 from .quality import LinkQuality
 from .registry import build_outputs, build_views
 from .schedule import Schedule
@@ -66,24 +67,23 @@ class Daemon:
         self._limited = RateLimited(clock=clock)
         self.views = build_views(settings)
         self._held: list[Message] = []  # the per-frame messages of the open window: out with its burst
-        self._sent: dict[str, tuple[str, float]] = {}  # changes_only outputs: the last payload, when
-        self.outputs = build_outputs(settings, self.topics)
-        periods = {o.name: o.timing.every for o in self.outputs if o.timing.every}
+        self.publisher = Publisher(build_outputs(settings, self.topics), settings.heartbeat)
+        periods = {o.name: o.timing.every for o in self.publisher.outputs if o.timing.every}
         self.schedule = Schedule(
             clock(), stale_after=settings.stale_after, heartbeat=settings.heartbeat, periods=periods
         )
-        self._per_frame = [o.build_frame for o in self.outputs if o.build_frame is not None]
-        timings = ("burst", "link_change", "link_offline", "model_change")
-        self._when = {t: [o for o in self.outputs if getattr(o.timing, t)] for t in timings}
-        # Going offline: the link's change and the last word on live values, in registry order.
-        self._when["stale"] = [o for o in self.outputs if o.timing.link_change or o.timing.link_offline]
-        self._listeners = {topic: o for o in self.outputs for topic in o.subscriptions}
+        self._when = self.publisher.when
         self.events: queue.SimpleQueue[SinkEvent] = queue.SimpleQueue()  # from the MQTT thread
         self.port = port or PortReader(
             lambda: open_source(settings), label(settings), wait=self.stop_event.wait, clock=clock
         )
         self.sink = sink or make_sink(
-            settings, self.topics, tuple(self._listeners), on_event=self.events.put, on_closed=self.stop, clock=clock
+            settings,
+            self.topics,
+            tuple(self.publisher.listeners),
+            on_event=self.events.put,
+            on_closed=self.stop,
+            clock=clock,
         )
         self._checked_model = False
 
@@ -132,43 +132,14 @@ class Daemon:
     def emit(
         self, outputs: list[Output], now: float, *, again: bool = False, held: list[Message] | None = None
     ) -> None:
-        """Build and publish ``outputs``; telemetry of them all (after ``held``, the frames'
-        own messages) goes out together, in one transmission.
-        ``again``: an announcement, where even an unchanged document is sent."""
-        context = self.context(now)
-        telemetry: list[Message] = held or []
-        for output in outputs:
-            payload = output.build(context)
-            if output.timing.burst:
-                self.schedule.burst_sent(now)
-            if output.timing.changes_only and isinstance(payload, str):
-                last = self._sent.get(output.name)
-                if not again and last is not None and last[0] == payload and now - last[1] < self.settings.heartbeat:
-                    continue
-                self._sent[output.name] = (payload, now)
-            messages = [(output.topic, payload)] if isinstance(payload, str) else payload or []
-            if output.retain or output.qos:
-                for topic, text in messages:
-                    self.sink.publish(topic, text, retain=output.retain, qos=output.qos)
-            else:
-                telemetry += messages
-        if telemetry:
-            self.sink.publish_many(telemetry)
+        """Publish ``outputs`` (:meth:`Publisher.emit`) for one context at ``now``."""
+        if self.publisher.emit(outputs, self.context(now), self.sink, again=again, held=held):
+            self.schedule.burst_sent(now)
 
     def announce(self, now: float) -> None:
         """Everything a fresh subscriber needs: discovery, link, the latest values."""
-        online, pending = bool(self.link_online), self.schedule.burst_pending
-        self.emit(
-            [
-                o
-                for o in self.outputs
-                if o.timing.announce
-                and (online or not o.timing.live)
-                and not (o.timing.burst and pending)  # else it goes out with the rest of its burst
-            ],
-            now,
-            again=True,
-        )
+        outputs = self.publisher.announcing(bool(self.link_online), self.schedule.burst_pending)
+        self.emit(outputs, now, again=True)
 
     def handle_bytes(self, data: bytes) -> None:
         """Decode ``data``; the frames' messages are held for the burst's one transmission."""
@@ -188,7 +159,7 @@ class Daemon:
             self.state.update(frame, wall)
             events = tuple(event for view in self.views for event in view.feed(frame, self.state, now, wall))
             context = self.context(now, events) if events else quiet
-            for build in self._per_frame:
+            for build in self.publisher.per_frame:
                 held += build(frame, context)
         if self.schedule.frame(now):
             LOG.info("serial: receiving frames from %s", self.port.label)
@@ -219,7 +190,7 @@ class Daemon:
             self.schedule.burst_sent(now)
             self.emit(self._when["burst"], now, held=self._take_held())
         if due.periodic:
-            self.emit([o for o in self.outputs if o.name in due.periodic], now)
+            self.emit(self.publisher.periodic(due.periodic), now)
         if due.save:
             for view in self.views:
                 view.save()
@@ -234,7 +205,7 @@ class Daemon:
             event = self.events.get_nowait()
             if isinstance(event, Connected):
                 again = True
-            elif isinstance(event, Received) and (output := self._listeners.get(event.topic)) is not None:
+            elif isinstance(event, Received) and (output := self.publisher.listeners.get(event.topic)) is not None:
                 assert output.on_message is not None
                 reason = output.on_message(event.topic, event.payload, event.retained, self.context(now))
                 if reason:
