@@ -11,7 +11,7 @@ import pytest
 from harness import Broker, FakeBms, NotifySocket, StartDaemon, Subscriber, broker_flags, retained, wait_until
 from helpers import P
 
-from chargerybms.protocol import encode_cells, encode_impedances, encode_status
+from chargerybms.protocol import encode_cells, encode_status
 
 pytestmark = pytest.mark.broker
 
@@ -71,32 +71,3 @@ def test_a_bms_that_sends_at_once_never_shows_link_offline(
     states = [json.loads(m.payload) for m in subscriber.on(f"{P}/state")]
     assert states and all(s["link"] == "online" for s in states)
     assert daemon.alive()
-
-
-def test_a_burst_of_three_frames_is_one_state_holding_all_three(
-    broker: Broker, bms: FakeBms, subscriber: Subscriber, start_daemon: StartDaemon
-) -> None:
-    bms.plug()
-    daemon = start_daemon("--port", str(bms.path), *broker_flags(broker))
-    subscriber.wait(f"{P}/status", lambda p: p == "online")
-    daemon.wait_log("serial: opened")
-    for round_ in range(3):
-        subscriber.clear()
-        amps, ohms, millivolts = 100 + round_, 10 + round_, 3300 + round_
-        burst = [
-            encode_status(charge_end_mv=3650, mode=1, deci_amps=amps, t1_deci=200, t2_deci=200, soc=50),
-            encode_cells([millivolts] * 8, energy_mwh=1_000_000, capacity_mah=20_000),
-            encode_impedances(1, amps, [ohms] * 8),
-        ]
-        for frame in burst:  # one read each, a few milliseconds apart, as the BMS sends them
-            bms.write(frame)
-            time.sleep(0.004)
-        subscriber.wait(f"{P}/aggimped", lambda p, o=ohms: p == repr(o * 8 / 10))  # the burst is read
-        subscriber.wait(f"{P}/state")  # its state document: waited for, then no second one
-        time.sleep(0.6)
-        states = [json.loads(m.payload) for m in subscriber.on(f"{P}/state")]
-        assert len(states) == 1, [(s["current"], s["cell_min"], s["impedance_total"]) for s in states]
-        (state,) = states
-        assert state["current"] == amps / 10
-        assert state["cell_min"] == millivolts / 1000
-        assert state["impedance_total"] == round(ohms * 8 / 10, 1)
