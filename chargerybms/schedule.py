@@ -85,6 +85,9 @@ class Schedule:
         self._silent_since = start  # the last frame, or the start
         self._gather_until: float | None = None  # a window is open (bytes are being gathered) until then
         self._burst_pending = False  # frames have arrived in the open window
+        # The stale timeout passed with bytes noticed after it: "open" while their window is,
+        # "read" once it closed (judged at the next poll); None otherwise.
+        self._deferral: str | None = None
         self._last_burst = start
         self._next_periodic = dict.fromkeys(self.periods, start)
         self._next_save = start + SAVE_EVERY
@@ -100,6 +103,7 @@ class Schedule:
     def frame(self, now: float) -> bool:
         """Frames arrived at ``now``. True when this brings the link online."""
         self.last_frame = self._silent_since = now
+        self._deferral = None
         self.arrived(now)
         self._burst_pending = True
         if self.link_online:
@@ -129,9 +133,24 @@ class Schedule:
     def poll(self, now: float) -> Due:
         """What is due at ``now``. Edges (``link_offline``) are reported once."""
         link_offline = False
-        if self.link_online is not False and now - self._silent_since >= self.stale_after:
+        stale = self.link_online is not False and now - self._silent_since >= self.stale_after
+        if stale:
+            deadline = self._silent_since + self.stale_after
+            if (
+                self._deferral is None
+                and self._gather_until is not None
+                and self._gather_until - BURST_DELAY >= deadline
+            ):
+                # Bytes noticed only after the stale timeout (this process was stalled, say)
+                # wait unread and may hold frames: the link is judged once they are read.
+                self._deferral = "open"
+            if self._deferral == "open":
+                stale = False
+                if self._gather_until is None or now >= self._gather_until:
+                    self._deferral = "read"  # read right after this poll; judged at the next
+        if stale:
             self.link_online = False
-            self._gather_until, self._burst_pending = None, False
+            self._gather_until, self._burst_pending, self._deferral = None, False, None
             link_offline = True
         online = bool(self.link_online)
         closed = self._gather_until is not None and now >= self._gather_until

@@ -49,6 +49,34 @@ def test_silence_after_frames_goes_offline_after_stale_after() -> None:
     assert s.sleep(1.0 + STALE) <= MAX_SLEEP
 
 
+def test_bytes_waiting_after_a_stall_are_read_before_the_link_is_judged_stale() -> None:
+    # The daemon was stopped (SIGSTOP, a stalled machine) past stale_after while the BMS
+    # went on sending: its bytes wait unread. They may hold frames: no offline blip.
+    s = schedule()
+    s.frame(1.0)
+    assert s.poll(1.0 + BURST_DELAY).burst
+    resumed = 1.0 + STALE + 5
+    s.arrived(resumed)
+    assert not s.poll(resumed).link_offline and s.link_online
+    assert not s.poll(resumed + BURST_DELAY).link_offline  # the window closes: read right after
+    assert s.frame(resumed + BURST_DELAY) is False  # the window's frames: still online, no edge
+    assert not s.poll(resumed + BURST_DELAY + 0.01).link_offline and s.link_online
+
+
+def test_bytes_that_make_no_frame_defer_a_stale_link_by_one_window_only() -> None:
+    # Noise after the stale timeout: one window is waited for, not one after another.
+    s = schedule()
+    s.frame(1.0)
+    assert s.poll(1.0 + BURST_DELAY).burst
+    t = 1.0 + STALE
+    s.arrived(t)
+    assert not s.poll(t).link_offline
+    assert not s.poll(t + BURST_DELAY).link_offline  # the window closes: read right after
+    s.arrived(t + BURST_DELAY)  # read, no frame in it: the next window opens
+    assert s.poll(t + BURST_DELAY + 0.01).link_offline and s.link_online is False
+    assert not s.poll(t + 2 * BURST_DELAY).link_offline  # an edge, once
+
+
 def test_the_burst_output_waits_for_the_rest_of_the_burst() -> None:
     s = schedule()
     s.frame(5.0)
